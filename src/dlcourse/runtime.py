@@ -1,0 +1,52 @@
+"""Reproducible, quiet notebook sessions.
+
+Every lecture and assignment notebook starts with ``dlcourse.runtime.setup()``:
+TensorFlow's start-up log lines would otherwise land in cell outputs (and in
+nbval's comparisons), and unseeded runs would make stored outputs drift.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import warnings
+
+DEFAULT_SEED = 8050
+
+
+def quiet_logs() -> None:
+    """Silence TensorFlow/absl chatter; must run before TensorFlow is imported."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
+    logging.getLogger("absl").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    warnings.filterwarnings("ignore", category=FutureWarning)
+
+
+def set_seed(seed: int = DEFAULT_SEED) -> None:
+    """Seed Python, NumPy and Keras (and so TensorFlow) in one call."""
+    import numpy as np
+
+    random.seed(seed)
+    np.random.seed(seed)
+    import keras
+
+    keras.utils.set_random_seed(seed)
+
+
+def enable_determinism() -> None:
+    """Ask TensorFlow for deterministic kernels, so reruns give equal numbers."""
+    os.environ.setdefault("TF_DETERMINISTIC_OPS", "1")
+    import tensorflow as tf
+
+    tf.config.experimental.enable_op_determinism()
+
+
+def setup(seed: int = DEFAULT_SEED, deterministic: bool = True) -> None:
+    """Quiet logs, seed every generator and (by default) make ops deterministic."""
+    quiet_logs()
+    if deterministic:
+        enable_determinism()
+    set_seed(seed)
