@@ -1,0 +1,67 @@
+"""nbgrader configuration: this repository is the course directory.
+
+Plain `nbgrader generate_assignment|autograde|generate_feedback|formgrader`
+work from the repository root with this file; the `course` command uses it too.
+"""
+
+import os
+
+from dlcourse import nbgrader_plugins
+from nbconvert.preprocessors import ClearMetadataPreprocessor
+from nbgrader.preprocessors import (
+    AssignLatePenalties,
+    CheckCellMetadata,
+    Execute,
+    IgnorePattern,
+    LimitOutput,
+    SaveAutoGrades,
+)
+
+c = get_config()  # noqa: F821 - injected by traitlets
+
+c.CourseDirectory.course_id = "8dm50-dl2"
+c.CourseDirectory.root = os.path.dirname(os.path.abspath(__file__))
+c.CourseDirectory.source_directory = "solutions"
+c.CourseDirectory.release_directory = "assignments"
+c.CourseDirectory.submitted_directory = "submitted"
+c.CourseDirectory.autograded_directory = "autograded"
+c.CourseDirectory.feedback_directory = "feedback"
+c.CourseDirectory.db_url = "sqlite:///" + os.path.join(c.CourseDirectory.root, "gradebook.db")
+
+# Reference outputs and reserved test data live beside each source notebook as
+# hidden_* files. nbgrader's ignore list applies to release, autograde and
+# feedback alike, so hidden files are ignored everywhere (never released, never
+# copied into feedback) and a pre-convert hook copies them into the autograded
+# folder just before the tests run.
+c.CourseDirectory.ignore = [
+    ".ipynb_checkpoints",
+    "*.pyc",
+    "__pycache__",
+    "feedback",
+    *nbgrader_plugins.HIDDEN_PATTERNS,
+]
+c.Autograde.pre_convert_hook = nbgrader_plugins.HiddenFileCopier(
+    source_directory="solutions", autograded_directory="autograded"
+)
+
+# TensorFlow imports and small training runs take longer than nbgrader's
+# 30-second default; the wall-clock limit of a whole submission is
+# `course grade --timeout`.
+c.Execute.timeout = 300
+c.Execute.startup_timeout = 120
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+# nbgrader zeroes any test cell that wrote to stderr. TensorFlow, Keras and
+# NumPy write log lines and warnings there, so the score of a cell would depend
+# on log noise. Policy: a test cell fails if and only if it raised; stderr text
+# stays visible in the feedback, as ordinary output.
+c.Autograde.autograde_preprocessors = [
+    Execute,
+    IgnorePattern,
+    nbgrader_plugins.StderrIsNotFailure,
+    ClearMetadataPreprocessor,
+    LimitOutput,
+    SaveAutoGrades,
+    AssignLatePenalties,
+    CheckCellMetadata,
+]

@@ -1,0 +1,107 @@
+"""`course check`: the quality gates of the course, over whatever assignments exist."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import nbformat
+
+from dlcourse.course import Course, scratch_course
+from dlcourse.examples import sync_examples
+from dlcourse.grade import grade
+from dlcourse.notebooks import fill_solutions, find_leaks, read_notebook
+from dlcourse.release import release
+
+
+@dataclass
+class Gate:
+    name: str
+    ok: bool
+    detail: str = ""
+
+
+def release_gate(course: Course) -> list[Gate]:
+    """Gate 3: assignments/ and examples/ equal a fresh release; nothing leaks."""
+    gates = []
+    diffs = release(course, check=True)
+    for assignment, changes in diffs.items():
+        gates.append(Gate(f"{assignment}: release is current", not changes, "; ".join(changes)))
+    leaks = find_leaks(course.assignments)
+    gates.append(Gate("release holds no solution, hidden test or hidden file", not leaks, "; ".join(leaks)))
+    for assignment in course.assignment_ids():
+        changes = sync_examples(course, assignment, check=True)
+        gates.append(Gate(f"{assignment}: example submissions are current", not changes, "; ".join(changes)))
+    return gates
+
+
+def autograde_gates(course: Course, assignment: str, timeout: float = 1800) -> list[Gate]:
+    """Gates 1 and 2: the solution scores full marks, the untouched release 0."""
+    with tempfile.TemporaryDirectory(prefix="dlcourse-check-") as tmp:
+        scratch = scratch_course(course, Path(tmp) / "course")
+        incoming = Path(tmp) / "incoming"
+        release_nb = read_notebook(course.release_notebook(assignment))
+        solution = fill_solutions(release_nb, read_notebook(course.source_notebook(assignment)))
+        for student, nb in (("solution", solution), ("untouched", release_nb)):
+            (incoming / student).mkdir(parents=True)
+            nbformat.write(nb, incoming / student / f"{assignment}.ipynb")
+        result = grade(scratch, assignment, incoming, timeout=timeout)
+        rows = {row.student: row for row in result.rows}
+        shutil.rmtree(scratch.root, ignore_errors=True)
+    auto = [q for q in result.questions if not _is_manual(q, rows["solution"])]
+    sol, untouched = rows["solution"], rows["untouched"]
+    lost = [q for q in auto if (sol.questions.get(q) or 0) < _max_points(course, assignment, q)]
+    gained = [q for q in auto if (untouched.questions.get(q) or 0) > 0]
+    return [
+        Gate(f"{assignment}: solution scores full marks", sol.status.startswith("graded") and not lost,
+             sol.status if not sol.status.startswith("graded") else f"lost points in {', '.join(lost)}"),
+        Gate(f"{assignment}: untouched release scores 0", untouched.status.startswith("graded") and not gained,
+             untouched.status if not untouched.status.startswith("graded") else f"scored in {', '.join(gained)}"),
+    ]
+
+
+def _is_manual(question: str, row) -> bool:
+    return question in row.questions and row.questions[question] is None
+
+
+def _max_points(course: Course, assignment: str, question: str) -> float:
+    from dlcourse.notebooks import cells_by_grade_id, nbgrader_meta
+
+    cell = cells_by_grade_id(read_notebook(course.source_notebook(assignment)))[question]
+    return float(nbgrader_meta(cell).get("points", 0))
+
+
+def lecture_gate(course: Course) -> list[Gate]:
+    """Gate 5: lecture notebooks pass nbval (stored outputs reproduce)."""
+    notebooks = sorted((course.root / "lectures").glob("*.ipynb"))
+    if not notebooks:
+        return [Gate("lectures pass nbval", True, "no lecture notebooks yet")]
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbval-lax",
+         "--nbval-current-env", *map(str, notebooks)],
+        cwd=course.root, capture_output=True, text=True,
+    )
+    tail = (proc.stdout.strip().splitlines() or ["no output"])[-1]
+    return [Gate("lectures pass nbval", proc.returncode == 0, tail)]
+
+
+def run_checks(course: Course, lectures: bool = True, report: Callable[[Gate], None] = print) -> bool:
+    """Run every gate, reporting each as it finishes; True when all pass."""
+    gates: list[Gate] = []
+
+    def add(new: list[Gate]) -> None:
+        for gate in new:
+            report(gate)
+            gates.append(gate)
+
+    add(release_gate(course))
+    for assignment in course.assignment_ids():
+        add(autograde_gates(course, assignment))
+    if lectures:
+        add(lecture_gate(course))
+    return all(g.ok for g in gates)

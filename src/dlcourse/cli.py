@@ -1,0 +1,181 @@
+"""The `course` command: a thin layer over the dlcourse library.
+
+Every problem the user can fix ends as one line on stderr and a non-zero exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+from dlcourse.errors import CourseError
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, not the whole usage text
+        self.exit(2, f"course: error: {message} (see 'course --help')\n")
+
+
+def _console():
+    from rich.console import Console
+
+    return Console(highlight=False)
+
+
+def cmd_release(args: argparse.Namespace) -> int:
+    from dlcourse.course import Course
+    from dlcourse.examples import sync_examples
+    from dlcourse.release import release
+
+    course = Course.find()
+    if args.assignment:
+        course.require_assignment(args.assignment)
+    ids = [args.assignment] if args.assignment else None
+    report = release(course, ids, check=args.check)
+    for assignment in ids or course.assignment_ids():
+        report.setdefault(assignment, []).extend(sync_examples(course, assignment, check=args.check))
+    stale = {a: d for a, d in report.items() if d}
+    for assignment, diffs in report.items():
+        state = ("out of date: " + "; ".join(diffs)) if diffs else "up to date"
+        if not args.check:
+            state = ("regenerated: " + "; ".join(diffs)) if diffs else "unchanged"
+        print(f"{assignment}: {state}")
+    if args.check and stale:
+        print("course: error: assignments/ is out of date; run 'course release'", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _print_progress(index: int, total: int, outcome) -> None:
+    state = "graded" if outcome.ok else f"FAILED ({outcome.reason})"
+    print(f"[{index}/{total}] {outcome.student}: {state} in {outcome.seconds:.1f} s", flush=True)
+
+
+def cmd_grade(args: argparse.Namespace) -> int:
+    from dlcourse.course import Course
+    from dlcourse.grade import grade
+    from dlcourse.reports import score_table
+
+    course = Course.find()
+    course.require_assignment(args.assignment)
+    source = Path(args.source) if args.source else None
+    result = grade(course, args.assignment, source, timeout=args.timeout, progress=_print_progress)
+    if result.imported:
+        for line in result.imported.renamed:
+            print(f"renamed: {line}")
+        for line in result.imported.unplaced:
+            print(f"not imported: {line}")
+    _console().print(score_table(result.assignment, result.questions, result.rows))
+    print(f"grades: {result.csv_path}\nper question: {result.questions_csv_path}")
+    print(f"feedback: {course.feedback}/<student>/{args.assignment}/")
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from dlcourse.validate import validate
+
+    path = Path(args.notebook)
+    if not path.is_file():
+        raise CourseError(f"notebook not found: {path}")
+    print(f"Running {path.name} in a fresh kernel...", flush=True)
+    report = validate(path)
+    for line in report.changed:
+        print(f"  CHANGED {line}")
+    for gid in report.passed:
+        print(f"  ok      {gid}")
+    for problem in report.failed:
+        print(f"  FAIL    {problem.grade_id}: {problem.message}")
+    for line in report.handin:
+        print(f"  hand-in {line}")
+    for line in report.handin_problems:
+        print(f"  MISSING {line}")
+    if report.ok:
+        print(f"{path.name}: all visible tests pass. Hidden tests run when it is graded.")
+        return 0
+    print(f"{path.name}: not ready to submit (see the lines above).")
+    return 1
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from dlcourse.check import run_checks
+    from dlcourse.course import Course
+
+    def show(gate) -> None:
+        mark = "PASS" if gate.ok else "FAIL"
+        print(f"{mark}  {gate.name}" + (f": {gate.detail}" if gate.detail else ""), flush=True)
+
+    ok = run_checks(Course.find(), lectures=not args.skip_lectures, report=show)
+    print("course check: all gates pass" if ok else "course check: some gates FAIL")
+    return 0 if ok else 1
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from dlcourse.course import Course, scratch_course
+    from dlcourse.examples import submissions_dir
+    from dlcourse.grade import grade
+    from dlcourse.reports import score_table
+
+    course = Course.find()
+    print("== course release")
+    cmd_release(argparse.Namespace(assignment=None, check=False))
+    demo_root = Path(args.dir) if args.dir else course.root / "demo"
+    demo = scratch_course(course, demo_root)
+    console = _console()
+    for assignment in course.assignment_ids():
+        examples = submissions_dir(course, assignment)
+        print(f"== course grade {assignment} --from {examples.relative_to(course.root)}")
+        result = grade(demo, assignment, examples, progress=_print_progress)
+        console.print(score_table(assignment, result.questions, result.rows))
+    print(f"Demo course (gradebook, autograded notebooks, feedback, grades/): {demo_root}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="course", description="Release, grade and check the course's assignments.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    p = sub.add_parser("release", help="regenerate assignments/ (and examples/) from solutions/")
+    p.add_argument("assignment", nargs="?", help="one assignment (default: all)")
+    p.add_argument("--check", action="store_true", help="fail if assignments/ is out of date; change nothing")
+    p.set_defaults(func=cmd_release)
+
+    p = sub.add_parser("grade", help="autograde every submission of an assignment")
+    p.add_argument("assignment")
+    p.add_argument("--from", dest="source", metavar="PATH", help="folder of <student>/<files> to import first")
+    p.add_argument("--timeout", type=float, default=1800, metavar="SECONDS",
+                   help="wall-clock limit of one whole submission (default 1800)")
+    p.set_defaults(func=cmd_grade)
+
+    p = sub.add_parser("validate", help="run a notebook's visible tests and check hand-in files")
+    p.add_argument("notebook")
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("check", help="the course's quality gates")
+    p.add_argument("--skip-lectures", action="store_true", help="leave out the nbval run of lectures/")
+    p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("demo", help="release and autograde the bundled example submissions")
+    p.add_argument("--dir", help="where to put the demo course (default: ./demo)")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    tempfile.tempdir = None
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except CourseError as exc:
+        print(f"course: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("course: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,75 @@
+"""Small nbgrader extensions, each with one job, wired in by nbgrader_config.py."""
+
+from __future__ import annotations
+
+import fnmatch
+import shutil
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from nbconvert.preprocessors import Preprocessor
+from nbformat import NotebookNode
+from traitlets import Bool
+
+#: Files beside a source notebook that students never see.
+HIDDEN_PATTERNS: tuple[str, ...] = ("hidden_*",)
+
+
+def is_hidden(name: str) -> bool:
+    """True for a file name that must stay out of releases and feedback."""
+    return any(fnmatch.fnmatch(name, pattern) for pattern in HIDDEN_PATTERNS)
+
+
+def hidden_files(folder: Path) -> list[Path]:
+    """Hidden files directly in (or below) ``folder``, sorted."""
+    return sorted(p for p in Path(folder).rglob("*") if p.is_file() and is_hidden(p.name))
+
+
+class HiddenFileCopier:
+    """Autograde pre-convert hook: put the assignment's hidden files in place.
+
+    nbgrader calls it with the submitted notebooks' paths, which lie at
+    ``<root>/<submitted>/<student>/<assignment>/<nb>.ipynb``; the course root is
+    read off those paths, so the hook follows whatever root nbgrader uses.
+    """
+
+    def __init__(self, source_directory: str, autograded_directory: str) -> None:
+        self.source_directory = source_directory
+        self.autograded_directory = autograded_directory
+
+    def __call__(self, assignment: str, student: str, notebooks: Iterable[str], **_: Any) -> None:
+        notebooks = list(notebooks)
+        if not notebooks:
+            return
+        root = Path(notebooks[0]).resolve().parents[3]
+        source = root / self.source_directory / assignment
+        dest = root / self.autograded_directory / student / assignment
+        for path in hidden_files(source):
+            target = dest / path.relative_to(source)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, target)
+
+
+class StderrIsNotFailure(Preprocessor):
+    """Make a cell's verdict depend on whether it raised, not on log noise.
+
+    nbgrader treats any stderr output as a failed test. In a cell that did not
+    raise, stderr streams become stdout streams: the text stays visible, the
+    points stay. Cells that raised are left exactly as they are.
+    """
+
+    enabled = Bool(True, help="nbconvert preprocessors are off unless enabled").tag(config=True)
+
+    def preprocess_cell(
+        self, cell: NotebookNode, resources: dict, index: int
+    ) -> tuple[NotebookNode, dict]:
+        if cell.cell_type != "code":
+            return cell, resources
+        outputs = cell.get("outputs", [])
+        if any(out.output_type == "error" for out in outputs):
+            return cell, resources
+        for out in outputs:
+            if out.output_type == "stream" and out.name == "stderr":
+                out.name = "stdout"
+        return cell, resources

@@ -1,0 +1,95 @@
+"""Scores out of the gradebook: CSV files for the LMS and a table for the TA."""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from nbgrader.api import Gradebook, MissingEntry
+
+from dlcourse.autograde import Outcome
+
+
+@dataclass
+class StudentScore:
+    student: str
+    score: float = 0.0
+    max_score: float = 0.0
+    needs_manual: bool = False
+    status: str = "graded"
+    questions: dict[str, float | None] = field(default_factory=dict)
+
+
+def collect_scores(db_url: str, assignment: str, outcomes: list[Outcome]) -> tuple[list[str], list[StudentScore]]:
+    """Per-question and total scores for each graded student, in outcome order.
+
+    A submission that could not be graded scores 0 with its reason as status.
+    Manually graded questions that are not graded yet count as None.
+    """
+    rows: list[StudentScore] = []
+    questions: list[str] = []
+    with Gradebook(db_url) as gb:
+        assignment_row = gb.find_assignment(assignment)
+        max_score = float(assignment_row.max_score)
+        for notebook in assignment_row.notebooks:
+            questions += [cell.name for cell in notebook.grade_cells]
+        for outcome in outcomes:
+            row = StudentScore(outcome.student, max_score=max_score)
+            rows.append(row)
+            if not outcome.ok:
+                row.status = f"not graded: {outcome.reason}"
+                row.questions = dict.fromkeys(questions, 0.0)
+                continue
+            try:
+                submission = gb.find_submission(assignment, outcome.student)
+            except MissingEntry:
+                row.status = "not graded: no submission in the gradebook"
+                continue
+            for nb in submission.notebooks:
+                for grade in nb.grades:
+                    if grade.needs_manual_grade:
+                        row.needs_manual = True
+                        row.questions[grade.name] = None
+                    else:
+                        row.questions[grade.name] = float(grade.score)
+            row.score = float(submission.score)
+            if row.needs_manual:
+                row.status = "graded, manual pending"
+    return questions, rows
+
+
+def write_csvs(folder: Path, assignment: str, questions: list[str], rows: list[StudentScore]) -> tuple[Path, Path]:
+    """``<assignment>.csv`` (one line per student) and ``<assignment>_questions.csv``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    totals = folder / f"{assignment}.csv"
+    with totals.open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["student_id", "assignment", "score", "max_score", "status"])
+        for row in rows:
+            writer.writerow([row.student, assignment, f"{row.score:g}", f"{row.max_score:g}", row.status])
+    per_question = folder / f"{assignment}_questions.csv"
+    with per_question.open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["student_id", *questions, "score", "max_score"])
+        for row in rows:
+            cells = ["" if row.questions.get(q) is None else f"{row.questions[q]:g}" for q in questions]
+            writer.writerow([row.student, *cells, f"{row.score:g}", f"{row.max_score:g}"])
+    return totals, per_question
+
+
+def score_table(assignment: str, questions: list[str], rows: list[StudentScore]):
+    """A rich Table: students down, questions across, '?' where a TA must grade."""
+    from rich.table import Table
+
+    table = Table(title=f"{assignment}: scores ('?' = to be graded by hand)", title_justify="left")
+    table.add_column("student")
+    for q in questions:
+        table.add_column(q.removeprefix("test_"), justify="right")
+    table.add_column("total", justify="right", style="bold")
+    table.add_column("status")
+    for row in rows:
+        cells = ["?" if row.questions.get(q) is None and row.status.startswith("graded") else
+                 f"{row.questions.get(q) or 0:g}" for q in questions]
+        table.add_row(row.student, *cells, f"{row.score:g}/{row.max_score:g}", row.status)
+    return table
