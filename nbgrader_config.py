@@ -6,7 +6,6 @@ work from the repository root with this file; the `course` command uses it too.
 
 import os
 
-from dlcourse import nbgrader_plugins
 from nbconvert.preprocessors import ClearMetadataPreprocessor
 from nbgrader.preprocessors import (
     AssignLatePenalties,
@@ -16,6 +15,8 @@ from nbgrader.preprocessors import (
     LimitOutput,
     SaveAutoGrades,
 )
+
+from dlcourse import nbgrader_plugins
 
 c = get_config()  # noqa: F821 - injected by traitlets
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import nbformat
 
 from dlcourse.course import Course, scratch_course
+from dlcourse.errors import CourseError
 from dlcourse.examples import sync_examples
 from dlcourse.grade import grade
 from dlcourse.notebooks import fill_solutions, find_leaks, read_notebook
@@ -35,7 +36,10 @@ def release_gate(course: Course) -> list[Gate]:
     leaks = find_leaks(course.assignments)
     gates.append(Gate("release holds no solution, hidden test or hidden file", not leaks, "; ".join(leaks)))
     for assignment in course.assignment_ids():
-        changes = sync_examples(course, assignment, check=True)
+        try:
+            changes = sync_examples(course, assignment, check=True)
+        except CourseError as exc:
+            changes = [str(exc)]
         gates.append(Gate(f"{assignment}: example submissions are current", not changes, "; ".join(changes)))
     return gates
 
@@ -57,11 +61,16 @@ def autograde_gates(course: Course, assignment: str, timeout: float = 1800) -> l
     sol, untouched = rows["solution"], rows["untouched"]
     lost = [q for q in auto if (sol.questions.get(q) or 0) < _max_points(course, assignment, q)]
     gained = [q for q in auto if (untouched.questions.get(q) or 0) > 0]
+    def detail(row, problems: list[str], what: str) -> str:
+        if not row.status.startswith("graded"):
+            return row.status
+        return f"{what} {', '.join(problems)}" if problems else f"{row.score:g} of {row.max_score:g} points"
+
     return [
-        Gate(f"{assignment}: solution scores full marks", sol.status.startswith("graded") and not lost,
-             sol.status if not sol.status.startswith("graded") else f"lost points in {', '.join(lost)}"),
-        Gate(f"{assignment}: untouched release scores 0", untouched.status.startswith("graded") and not gained,
-             untouched.status if not untouched.status.startswith("graded") else f"scored in {', '.join(gained)}"),
+        Gate(f"{assignment}: solution scores full marks",
+             sol.status.startswith("graded") and not lost, detail(sol, lost, "lost points in")),
+        Gate(f"{assignment}: untouched release scores 0",
+             untouched.status.startswith("graded") and not gained, detail(untouched, gained, "scored in")),
     ]
 
 

@@ -164,7 +164,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    from dlcourse.autograde import QUIET_ENV
+
+    for key, value in QUIET_ENV.items():
+        if key != "NBGRADER_EXECUTION":
+            os.environ.setdefault(key, value)
     tempfile.tempdir = None
     args = build_parser().parse_args(argv)
     try:

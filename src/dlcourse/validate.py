@@ -37,7 +37,11 @@ class ValidationReport:
 
 
 def _last_line(error: str) -> str:
-    lines = [ln.strip() for ln in error.strip().splitlines() if ln.strip()]
+    from nbconvert.filters import strip_ansi
+
+    lines = [ln.strip() for ln in strip_ansi(error).strip().splitlines() if ln.strip()]
+    if lines == ["You did not provide a response."]:
+        return "not answered yet"
     return lines[-1] if lines else "failed"
 
 
