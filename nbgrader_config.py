@@ -19,6 +19,7 @@ from nbgrader.preprocessors import (
 from dlcourse import nbgrader_plugins
 
 c = get_config()  # noqa: F821 - injected by traitlets
+nbgrader_plugins.environment_bin_on_path()
 
 c.CourseDirectory.course_id = "8dm50-dl2"
 c.CourseDirectory.root = os.path.dirname(os.path.abspath(__file__))

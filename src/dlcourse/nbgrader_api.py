@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import logging
-import os
 import re
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -14,13 +12,7 @@ from traitlets.config.loader import PyFileConfigLoader
 
 from dlcourse.course import CONFIG_NAME, Course
 from dlcourse.errors import CourseError
-
-
-def _bin_on_path() -> None:
-    """nbgrader shells out to `alembic`; make the running environment's bin/ findable."""
-    bin_dir = os.path.dirname(sys.executable)
-    if bin_dir not in os.environ.get("PATH", "").split(os.pathsep):
-        os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
+from dlcourse.nbgrader_plugins import environment_bin_on_path
 
 
 def load_config(course: Course, **overrides: dict[str, Any]) -> Config:
@@ -36,7 +28,7 @@ def api(course: Course, **overrides: dict[str, Any]):
     """An ``NbGraderAPI`` for the course; nbgrader's own logging kept quiet."""
     from nbgrader.apps import NbGraderAPI
 
-    _bin_on_path()
+    environment_bin_on_path()
     logging.getLogger("traitlets").setLevel(logging.ERROR)
     return NbGraderAPI(config=load_config(course, **overrides))
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import fnmatch
+import os
 import shutil
+import sys
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -14,6 +16,14 @@ from traitlets import Bool
 
 #: Files beside a source notebook that students never see.
 HIDDEN_PATTERNS: tuple[str, ...] = ("hidden_*",)
+
+
+def environment_bin_on_path() -> None:
+    """nbgrader shells out to `alembic`: make the running environment's bin/ findable
+    even when the virtual environment is not activated."""
+    bin_dir = os.path.dirname(sys.executable)
+    if bin_dir not in os.environ.get("PATH", "").split(os.pathsep):
+        os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
 
 
 def is_hidden(name: str) -> bool:
