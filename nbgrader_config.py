@@ -31,18 +31,21 @@ c.CourseDirectory.feedback_directory = "feedback"
 c.CourseDirectory.db_url = "sqlite:///" + os.path.join(c.CourseDirectory.root, "gradebook.db")
 
 # Reference outputs and reserved test data live beside each source notebook as
-# hidden_* files. nbgrader's ignore list applies to release, autograde and
-# feedback alike, so hidden files are ignored everywhere (never released, never
-# copied into feedback) and a pre-convert hook copies them into the autograded
-# folder just before the tests run.
+# hidden_* files; the reference model a solution trains sits there as
+# <assignment>_model.keras. nbgrader's ignore list applies to release, autograde
+# and feedback alike, so both are ignored everywhere (never released, never
+# copied into feedback, never copied over a student's own model), and a
+# pre-convert hook puts the hidden files and the student's own model in place
+# just before the tests run.
 c.CourseDirectory.ignore = [
     ".ipynb_checkpoints",
     "*.pyc",
     "__pycache__",
     "feedback",
     *nbgrader_plugins.HIDDEN_PATTERNS,
+    *nbgrader_plugins.HANDIN_PATTERNS,
 ]
-c.Autograde.pre_convert_hook = nbgrader_plugins.HiddenFileCopier(
+c.Autograde.pre_convert_hook = nbgrader_plugins.AutogradeFileCopier(
     source_directory="solutions", autograded_directory="autograded"
 )
 

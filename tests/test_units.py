@@ -10,7 +10,7 @@ from nbformat.v4 import new_output
 from dlcourse.course import Course
 from dlcourse.errors import CourseError
 from dlcourse.nbgrader_api import failure_reason
-from dlcourse.nbgrader_plugins import HiddenFileCopier, StderrIsNotFailure, is_hidden
+from dlcourse.nbgrader_plugins import AutogradeFileCopier, StderrIsNotFailure, is_hidden
 from dlcourse.notebooks import (
     fill_solutions,
     find_leaks,
@@ -95,9 +95,13 @@ def test_hidden_file_copier_reads_the_root_off_the_notebook_path(tmp_path):
     (tmp_path / "solutions" / "a").mkdir(parents=True)
     (tmp_path / "solutions" / "a" / "hidden_x.npz").write_bytes(b"ref")
     (tmp_path / "solutions" / "a" / "visible.txt").write_text("v")
+    (tmp_path / "solutions" / "a" / "a_model.keras").write_bytes(b"reference model")
     nb_path = tmp_path / "submitted" / "s1" / "a" / "a.ipynb"
-    HiddenFileCopier("solutions", "autograded")(assignment="a", student="s1", notebooks=[str(nb_path)])
+    nb_path.parent.mkdir(parents=True)
+    (nb_path.parent / "a_model.keras").write_bytes(b"student model")
+    AutogradeFileCopier("solutions", "autograded")(assignment="a", student="s1", notebooks=[str(nb_path)])
     assert (tmp_path / "autograded" / "s1" / "a" / "hidden_x.npz").read_bytes() == b"ref"
+    assert (tmp_path / "autograded" / "s1" / "a" / "a_model.keras").read_bytes() == b"student model"
     assert not (tmp_path / "autograded" / "s1" / "a" / "visible.txt").exists()
 
 

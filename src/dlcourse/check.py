@@ -14,7 +14,7 @@ import nbformat
 
 from dlcourse.course import Course, scratch_course
 from dlcourse.errors import CourseError
-from dlcourse.examples import sync_examples
+from dlcourse.examples import reference_handins, sync_examples
 from dlcourse.grade import grade
 from dlcourse.notebooks import fill_solutions, find_leaks, read_notebook
 from dlcourse.release import release
@@ -44,6 +44,33 @@ def release_gate(course: Course) -> list[Gate]:
     return gates
 
 
+def reference_gate(course: Course, assignment: str) -> list[Gate]:
+    """Stored hidden reference outputs are what the current solution produces."""
+    from dlcourse.grading.registry import compare_references, reference_sets
+
+    if not reference_sets(assignment):
+        return []
+    problems = compare_references(course, assignment)
+    return [Gate(f"{assignment}: hidden references reproduce from the solution", not problems,
+                 "; ".join(problems))]
+
+
+def mutant_gate(course: Course, assignment: str) -> list[Gate]:
+    """Gate 4: every mutant loses marks on its own grade_id only; alternatives keep them."""
+    from dlcourse.mutants import catalogue_path, judge, load_catalogue_module, score_implementations
+
+    path = catalogue_path(course, assignment)
+    if not path.is_file():
+        return []
+    module = load_catalogue_module(path)
+    verdicts = score_implementations(course.source_notebook(assignment), list(module.IMPLEMENTATIONS),
+                                     skip=getattr(module, "SKIP", ()))
+    problems = [p for v in verdicts if (p := judge(v, getattr(module, "DEPENDS_ON", {})))]
+    mutants = sum(not v.implementation.correct for v in verdicts)
+    return [Gate(f"{assignment}: {mutants} mutants lose marks, {len(verdicts) - mutants} alternatives keep them",
+                 not problems, "; ".join(problems))]
+
+
 def autograde_gates(course: Course, assignment: str, timeout: float = 1800) -> list[Gate]:
     """Gates 1 and 2: the solution scores full marks, the untouched release 0."""
     with tempfile.TemporaryDirectory(prefix="dlcourse-check-") as tmp:
@@ -54,6 +81,8 @@ def autograde_gates(course: Course, assignment: str, timeout: float = 1800) -> l
         for student, nb in (("solution", solution), ("untouched", release_nb)):
             (incoming / student).mkdir(parents=True)
             nbformat.write(nb, incoming / student / f"{assignment}.ipynb")
+        for path in reference_handins(course, assignment):
+            shutil.copyfile(path, incoming / "solution" / path.name)
         result = grade(scratch, assignment, incoming, timeout=timeout)
         rows = {row.student: row for row in result.rows}
         shutil.rmtree(scratch.root, ignore_errors=True)
@@ -110,7 +139,9 @@ def run_checks(course: Course, lectures: bool = True, report: Callable[[Gate], N
 
     add(release_gate(course))
     for assignment in course.assignment_ids():
+        add(reference_gate(course, assignment))
         add(autograde_gates(course, assignment))
+        add(mutant_gate(course, assignment))
     if lectures:
         add(lecture_gate(course))
     return all(g.ok for g in gates)

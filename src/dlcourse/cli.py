@@ -133,6 +133,26 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_references(args: argparse.Namespace) -> int:
+    from dlcourse.course import Course
+    from dlcourse.grading.registry import REFERENCE_SETS, compare_references, write_references
+
+    course = Course.find()
+    if args.assignment:
+        course.require_assignment(args.assignment)
+    ids = [args.assignment] if args.assignment else sorted({r.assignment for r in REFERENCE_SETS})
+    problems = []
+    for assignment in ids:
+        if args.check:
+            found = compare_references(course, assignment)
+            problems += found
+            print(f"{assignment}: " + ("; ".join(found) if found else "references reproduce"))
+        else:
+            for path in write_references(course, assignment):
+                print(f"wrote {path}")
+    return 1 if problems else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="course", description="Release, grade and check the course's assignments.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -152,6 +172,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("validate", help="run a notebook's visible tests and check hand-in files")
     p.add_argument("notebook")
     p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("references", help="regenerate the hidden reference outputs from the solutions")
+    p.add_argument("assignment", nargs="?", help="one assignment (default: all that have references)")
+    p.add_argument("--check", action="store_true", help="only prove the stored references are current")
+    p.set_defaults(func=cmd_references)
 
     p = sub.add_parser("check", help="the course's quality gates")
     p.add_argument("--skip-lectures", action="store_true", help="leave out the nbval run of lectures/")

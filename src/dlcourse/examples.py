@@ -30,6 +30,20 @@ def submissions_dir(course: Course, assignment: str) -> Path:
     return examples_dir(course) / "submissions" / assignment
 
 
+def reference_handins(course: Course, assignment: str) -> list[Path]:
+    """The solution's trained files a perfect submission hands in (notebook metadata)."""
+    from dlcourse.errors import CourseError
+    from dlcourse.validate import handin_files
+
+    paths = []
+    for name in handin_files(read_notebook(course.source_notebook(assignment))):
+        path = course.solutions / assignment / name
+        if not path.is_file():
+            raise CourseError(f"{path} is missing: run the solution notebook to train and save it")
+        paths.append(path)
+    return paths
+
+
 def _mistakes(course: Course, assignment: str) -> dict[str, str]:
     folder = examples_dir(course) / assignment / "partly_wrong"
     return {p.stem: p.read_text() for p in sorted(folder.glob("*.py"))}
@@ -45,9 +59,13 @@ def write_examples(course: Course, assignment: str, dest: Path) -> None:
         "partly_wrong": replace_cell_sources(perfect, _mistakes(course, assignment)),
     }
     name = f"{assignment}.ipynb"
+    handins = reference_handins(course, assignment)
     for student, nb in notebooks.items():
         (dest / student).mkdir(parents=True, exist_ok=True)
         nbformat.write(nb, dest / student / name)
+        if student != "untouched":
+            for path in handins:
+                shutil.copyfile(path, dest / student / path.name)
     text = (dest / "perfect" / name).read_text()
     (dest / "broken").mkdir(parents=True, exist_ok=True)
     (dest / "broken" / name).write_text(text[: len(text) // 2])
@@ -61,9 +79,12 @@ def sync_examples(course: Course, assignment: str, check: bool = False) -> list[
         write_examples(course, assignment, fresh)
         diffs = []
         for student in STUDENTS:
-            a, b = fresh / student / f"{assignment}.ipynb", target / student / f"{assignment}.ipynb"
-            if not b.exists() or not filecmp.cmp(a, b, shallow=False):
-                diffs.append(f"examples/submissions/{assignment}/{student} outdated")
+            names = {p.name for d in (fresh, target) for p in (d / student).glob("*") if p.is_file()}
+            for filename in sorted(names):
+                a, b = fresh / student / filename, target / student / filename
+                if not (a.exists() and b.exists() and filecmp.cmp(a, b, shallow=False)):
+                    diffs.append(f"examples/submissions/{assignment}/{student} outdated")
+                    break
         if diffs and not check:
             if target.exists():
                 shutil.rmtree(target)

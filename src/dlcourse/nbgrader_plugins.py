@@ -16,6 +16,10 @@ from traitlets import Bool
 
 #: Files beside a source notebook that students never see.
 HIDDEN_PATTERNS: tuple[str, ...] = ("hidden_*",)
+#: Trained models students hand in. The instructor's reference model sits beside
+#: the source notebook under the same name; it must never be released, and never
+#: replace (or stand in for) a student's own file during autograding.
+HANDIN_PATTERNS: tuple[str, ...] = ("*_model.keras",)
 
 
 def environment_bin_on_path() -> None:
@@ -31,15 +35,27 @@ def is_hidden(name: str) -> bool:
     return any(fnmatch.fnmatch(name, pattern) for pattern in HIDDEN_PATTERNS)
 
 
+def is_handin(name: str) -> bool:
+    """True for a file name of a handed-in trained model."""
+    return any(fnmatch.fnmatch(name, pattern) for pattern in HANDIN_PATTERNS)
+
+
 def hidden_files(folder: Path) -> list[Path]:
     """Hidden files directly in (or below) ``folder``, sorted."""
     return sorted(p for p in Path(folder).rglob("*") if p.is_file() and is_hidden(p.name))
 
 
-class HiddenFileCopier:
-    """Autograde pre-convert hook: put the assignment's hidden files in place.
+def handin_files(folder: Path) -> list[Path]:
+    """Handed-in model files directly in ``folder``, sorted."""
+    return sorted(p for p in Path(folder).glob("*") if p.is_file() and is_handin(p.name))
 
-    nbgrader calls it with the submitted notebooks' paths, which lie at
+
+class AutogradeFileCopier:
+    """Autograde pre-convert hook: put the files nbgrader's ignore list skips in place.
+
+    Hidden files come from the source folder; hand-in model files come from the
+    student's own submission (never from the source folder). nbgrader calls the
+    hook with the submitted notebooks' paths,
     ``<root>/<submitted>/<student>/<assignment>/<nb>.ipynb``; the course root is
     read off those paths, so the hook follows whatever root nbgrader uses.
     """
@@ -52,11 +68,13 @@ class HiddenFileCopier:
         notebooks = list(notebooks)
         if not notebooks:
             return
-        root = Path(notebooks[0]).resolve().parents[3]
+        submitted = Path(notebooks[0]).resolve().parent
+        root = submitted.parents[2]
         source = root / self.source_directory / assignment
         dest = root / self.autograded_directory / student / assignment
-        for path in hidden_files(source):
-            target = dest / path.relative_to(source)
+        copies = [(p, dest / p.relative_to(source)) for p in hidden_files(source)]
+        copies += [(p, dest / p.name) for p in handin_files(submitted)]
+        for path, target in copies:
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(path, target)
 

@@ -100,7 +100,7 @@ def solution_namespace(path: str | Path, grade_ids: Iterable[str]) -> dict[str, 
 
 def find_leaks(folder: str | Path) -> list[str]:
     """What in a student-facing folder must not be there: markers or hidden files."""
-    from dlcourse.nbgrader_plugins import is_hidden
+    from dlcourse.nbgrader_plugins import is_handin, is_hidden
 
     problems = []
     for path in sorted(Path(folder).rglob("*")):
@@ -108,6 +108,8 @@ def find_leaks(folder: str | Path) -> list[str]:
             continue
         if is_hidden(path.name):
             problems.append(f"{path}: hidden file")
+        elif is_handin(path.name):
+            problems.append(f"{path}: reference model")
         elif path.suffix in {".ipynb", ".py", ".md", ".txt", ".json"}:
             text = path.read_text(errors="replace")
             for marker in LEAK_MARKERS:

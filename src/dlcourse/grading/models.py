@@ -1,0 +1,52 @@
+"""Build a one-function Keras model around the student's code, for a test case."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from dlcourse.grading.compare import GradingFailure, assert_matches
+from dlcourse.grading.policy import grading_mode
+from dlcourse.grading.references import Case
+from dlcourse.grading.weights import load_reference_weights
+
+
+def wrap(build: Callable, input_shape: tuple[int, ...], what: str):
+    """``keras.Model(x, build(x))``; a student exception names the function it came from."""
+    import keras
+
+    grading_mode()
+    inputs = keras.Input(shape=tuple(input_shape))
+    try:
+        outputs = build(inputs)
+    except GradingFailure:
+        raise
+    except Exception as exc:
+        raise GradingFailure(f"{what} raised {type(exc).__name__}: {exc}") from exc
+    if isinstance(outputs, keras.Model):
+        raise GradingFailure(f"{what} must return a tensor, not a keras.Model")
+    return keras.Model(inputs, outputs)
+
+
+def run_case(build: Callable, case: Case, what: str, diagnose=None) -> float:
+    """Build, load the case's reference weights by name, compare in inference mode."""
+    model = wrap(build, case.inputs.shape[1:], what)
+    load_reference_weights(model, case.weights, what=what)
+    got = np.asarray(model(case.inputs, training=False))
+    return assert_matches(got, case.expected, what=what, diagnose=diagnose)
+
+
+def reference_case(name: str, build: Callable, input_shape: tuple[int, ...], meta: dict,
+                   seed: int, batch: int = 2, input_scale: float = 1.0,
+                   weight_scale: float = 0.5) -> Case:
+    """Run the solution's ``build`` on seeded inputs and weights; the result is a Case."""
+    from dlcourse.grading.references import random_weights
+
+    model = wrap(build, input_shape, name)
+    weights = random_weights(model, seed, scale=weight_scale)
+    load_reference_weights(model, weights)
+    rng = np.random.default_rng(seed + 1)
+    inputs = (rng.normal(size=(batch, *input_shape)) * input_scale).astype(np.float32)
+    expected = np.asarray(model(inputs, training=False), dtype=np.float32)
+    return Case(name, meta, inputs, expected, weights)

@@ -1,0 +1,147 @@
+"""Score many implementations of the graded functions in one kernel.
+
+Each implementation replaces one function's solution cell; the notebook's own
+test cells (hidden parts included, as autograding runs them) then give a
+verdict per test cell. One kernel per assignment keeps this fast: the setup
+and solution cells run once, and after each implementation the solution is
+put back.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nbformat
+
+from dlcourse.course import Course
+from dlcourse.notebooks import cells_by_grade_id, nbgrader_meta, read_notebook, strip_markers
+
+
+@dataclass(frozen=True)
+class Implementation:
+    """Code for one solution cell. ``correct`` says whether it deserves full marks."""
+
+    name: str
+    grade_id: str
+    source: str
+    correct: bool
+
+
+@dataclass
+class Verdicts:
+    implementation: Implementation
+    passed: dict[str, bool] = field(default_factory=dict)
+    messages: dict[str, str] = field(default_factory=dict)
+
+    def failed(self) -> list[str]:
+        return [t for t, ok in self.passed.items() if not ok]
+
+
+def tests_of(grade_id: str, test_ids: Iterable[str]) -> list[str]:
+    """The test cells that belong to ``grade_id``: ``test_G`` and ``test_G_<suffix>``."""
+    return [t for t in test_ids if t == f"test_{grade_id}" or t.startswith(f"test_{grade_id}_")]
+
+
+def load_catalogue_module(path: str | Path):
+    """A catalogue file: ``IMPLEMENTATIONS`` (required), ``DEPENDS_ON`` and ``SKIP``."""
+    spec = importlib.util.spec_from_file_location(f"_mutants_{Path(path).stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def catalogue_path(course: Course, assignment: str) -> Path:
+    return course.root / "tests" / "mutants" / f"{assignment}.py"
+
+
+class OneKernel:
+    """A kernel with a source notebook's setup and solutions loaded."""
+
+    def __init__(self, source: Path, skip: Iterable[str] = (), timeout: int = 600) -> None:
+        from nbclient import NotebookClient
+
+        self.source = Path(source)
+        self.nb = read_notebook(self.source)
+        self.cells = cells_by_grade_id(self.nb)
+        self.skip = set(skip)
+        self.client = NotebookClient(
+            nbformat.v4.new_notebook(), timeout=timeout, kernel_name="python3", allow_errors=True,
+            resources={"metadata": {"path": str(self.source.parent)}},
+        )
+        self._count = 0
+
+    def __enter__(self) -> OneKernel:
+        self._context = self.client.setup_kernel()
+        self._context.__enter__()
+        for cell in self.nb.cells:
+            meta = nbgrader_meta(cell)
+            if cell.cell_type == "code" and not meta.get("grade") and cell.get("id") not in self.skip \
+                    and meta.get("grade_id") not in self.skip:
+                self.run(strip_markers(cell.source), must_pass=meta.get("locked") or meta.get("solution"))
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._context.__exit__(*exc)
+
+    def run(self, source: str, must_pass: bool = False) -> str | None:
+        """Execute ``source``; None if it ran, else 'ErrorName: message'."""
+        cell = nbformat.v4.new_code_cell(source)
+        self.client.nb.cells.append(cell)
+        self.client.execute_cell(cell, len(self.client.nb.cells) - 1)
+        errors = [o for o in cell.outputs if o.output_type == "error"]
+        if errors:
+            message = f"{errors[0].ename}: {errors[0].evalue}"
+            if must_pass:
+                raise RuntimeError(f"{self.source.name}: a set-up cell failed: {message}\n{source[:300]}")
+            return message
+        return None
+
+    def test_ids(self) -> list[str]:
+        return [gid for gid, cell in self.cells.items()
+                if nbgrader_meta(cell).get("grade") and cell.cell_type == "code" and gid not in self.skip]
+
+    def score(self, impl: Implementation, test_ids: Iterable[str]) -> Verdicts:
+        verdicts = Verdicts(impl)
+        error = self.run(impl.source)
+        for test_id in test_ids:
+            message = error or self.run(strip_markers(self.cells[test_id].source))
+            verdicts.passed[test_id] = message is None
+            if message:
+                verdicts.messages[test_id] = message
+        self.run(strip_markers(self.cells[impl.grade_id].source), must_pass=True)  # restore
+        return verdicts
+
+
+def score_implementations(source: Path, implementations: list[Implementation],
+                          skip: Iterable[str] = ()) -> list[Verdicts]:
+    """Verdicts of every test cell for every implementation, in one kernel.
+
+    Every test cell of the notebook runs for each implementation, so a mistake
+    that costs marks outside its own grade_id shows up too.
+    """
+    with OneKernel(source, skip=skip) as kernel:
+        test_ids = kernel.test_ids()
+        return [kernel.score(impl, test_ids) for impl in implementations]
+
+
+def judge(verdicts: Verdicts, depends_on: dict[str, set[str]] | None = None) -> str | None:
+    """None when the verdicts are what the implementation deserves, else the problem.
+
+    A correct implementation passes every test; a mutant fails at least one test
+    of its own grade_id and no test of another grade_id, except for grade_ids
+    that build on its function (``depends_on[other] = {grade_id, ...}``).
+    """
+    impl = verdicts.implementation
+    own = set(tests_of(impl.grade_id, verdicts.passed))
+    if impl.correct:
+        failed = verdicts.failed()
+        return f"correct {impl.name} failed {', '.join(failed)}: {verdicts.messages}" if failed else None
+    if not own & set(verdicts.failed()):
+        return f"mutant {impl.name} passed every test of {impl.grade_id}"
+    dependants = {t for other, deps in (depends_on or {}).items() if impl.grade_id in deps
+                  for t in tests_of(other, verdicts.passed)}
+    leaked = [t for t in verdicts.failed() if t not in own and t not in dependants]
+    return f"mutant {impl.name} also failed {', '.join(leaked)}" if leaked else None
