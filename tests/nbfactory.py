@@ -48,3 +48,34 @@ def make_course(root: Path, assignments: dict[str, nbformat.NotebookNode],
         for filename, data in (extra_files or {}).get(name, {}).items():
             (folder / filename).write_bytes(data)
     return Course(root)
+
+
+TINY = notebook([
+    cell("code", "import math", "setup", locked=True),
+    cell("code", "def double(x):\n    ### BEGIN SOLUTION\n    return 2 * x\n    ### END SOLUTION",
+         "double", solution=True),
+    cell("code", "assert double(2) == 4, 'double(2) should be 4'\n"
+         "### BEGIN HIDDEN TESTS\nassert double(-3) == -6\n### END HIDDEN TESTS",
+         "test_double", grade=True, locked=True, points=2),
+    cell("markdown", "Answer key: it doubles.", "question_double", grade=True, solution=True, points=1),
+])
+
+
+def tiny_course(root: Path) -> Course:
+    """A released one-function course: fast enough for pipeline and CLI tests."""
+    from dlcourse.release import release
+
+    course = make_course(root, {"tiny": TINY})
+    release(course)
+    return course
+
+
+def tiny_submission(course: Course, body: str | None = None) -> nbformat.NotebookNode:
+    """The released notebook with ``double``'s body (None: the solution; '' : untouched)."""
+    from dlcourse.notebooks import fill_solutions, read_notebook, replace_cell_sources
+
+    release = read_notebook(course.release_notebook("tiny"))
+    if body == "":
+        return release
+    filled = fill_solutions(release, TINY)
+    return filled if body is None else replace_cell_sources(filled, {"double": body})

@@ -10,9 +10,9 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from nbfactory import tiny_course, tiny_submission
+
 from dlcourse.course import Course
-from dlcourse.examples import submissions_dir
-from dlcourse.notebooks import read_notebook
 
 REPO = Path(__file__).resolve().parents[1]
 COURSE = Path(sys.executable).parent / "course"
@@ -36,11 +36,12 @@ def assert_one_line_error(proc: subprocess.CompletedProcess, *needles: str) -> N
 
 
 @pytest.mark.parametrize("args, needles", [
-    (["grade", "nosuch"], ["unknown assignment 'nosuch'", "warmup"]),
-    (["grade", "warmup", "--from", "/no/such/folder"], ["/no/such/folder", "does not exist"]),
-    (["grade", "warmup", "--from", "pyproject.toml"], ["is a file"]),
-    (["grade", "warmup", "--timeout", "-5"], ["--timeout must be positive"]),
-    (["grade", "warmup", "--timeout", "soon"], ["invalid float value: 'soon'"]),
+    (["grade", "nosuch"], ["unknown assignment 'nosuch'", "inception"]),
+    (["grade", "inception", "--from", "/no/such/folder"], ["/no/such/folder", "does not exist"]),
+    (["grade", "inception", "--from", "pyproject.toml"], ["is a file"]),
+    (["grade", "inception", "--timeout", "-5"], ["--timeout must be positive"]),
+    (["grade", "inception", "--timeout", "soon"], ["invalid float value: 'soon'"]),
+    (["references", "nosuch"], ["unknown assignment 'nosuch'"]),
     (["release", "nosuch"], ["unknown assignment 'nosuch'"]),
     (["validate", "missing.ipynb"], ["notebook not found: missing.ipynb"]),
     (["frobnicate"], ["invalid choice: 'frobnicate'"]),
@@ -55,7 +56,7 @@ def test_outside_a_course(tmp_path):
 
 
 def test_validate_broken_notebook(tmp_path):
-    broken = tmp_path / "warmup.ipynb"
+    broken = tmp_path / "inception.ipynb"
     broken.write_text('{"cells": [')
     assert_one_line_error(run("validate", str(broken)), "not a valid notebook", "not JSON")
 
@@ -63,38 +64,73 @@ def test_validate_broken_notebook(tmp_path):
 def test_release_check_passes_on_the_repository():
     proc = run("release", "--check")
     assert proc.returncode == 0, proc.stderr
-    assert "warmup: up to date" in proc.stdout
+    for assignment in Course(REPO).assignment_ids():
+        assert f"{assignment}: up to date" in proc.stdout
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    return tiny_course(tmp_path_factory.mktemp("cli") / "course")
+
+
+def _write(tmp_path, nb) -> Path:
+    nbformat.write(nb, tmp_path / "tiny.ipynb")
+    return tmp_path / "tiny.ipynb"
 
 
 @pytest.mark.slow
-def test_validate_reports_failing_cells_by_grade_id(tmp_path):
-    nb = read_notebook(submissions_dir(Course(REPO), "warmup") / "untouched" / "warmup.ipynb")
-    nbformat.write(nb, tmp_path / "warmup.ipynb")
-    proc = run("validate", str(tmp_path / "warmup.ipynb"))
+def test_validate_reports_failing_cells_by_grade_id(tiny, tmp_path):
+    proc = run("validate", str(_write(tmp_path, tiny_submission(tiny, ""))))
     assert proc.returncode == 1
-    assert "FAIL    test_conv_params: NotImplementedError" in proc.stdout
-    assert "FAIL    test_small_cnn: NotImplementedError" in proc.stdout
+    assert "FAIL    test_double: NotImplementedError" in proc.stdout
+    assert "FAIL    question_double: not answered yet" in proc.stdout
     assert "not ready to submit" in proc.stdout
 
 
 @pytest.mark.slow
-def test_validate_passes_a_complete_notebook(tmp_path):
-    nb = read_notebook(submissions_dir(Course(REPO), "warmup") / "perfect" / "warmup.ipynb")
-    nbformat.write(nb, tmp_path / "warmup.ipynb")
-    proc = run("validate", str(tmp_path / "warmup.ipynb"))
+def test_validate_shows_the_assertion_message(tiny, tmp_path):
+    proc = run("validate", str(_write(tmp_path, tiny_submission(tiny, "def double(x):\n    return x + 1"))))
+    assert proc.returncode == 1
+    assert "FAIL    test_double: AssertionError: double(2) should be 4" in proc.stdout
+
+
+@pytest.mark.slow
+def test_validate_passes_a_complete_notebook(tiny, tmp_path):
+    nb = tiny_submission(tiny)
+    nb.cells[-1].source = "It multiplies by two."
+    proc = run("validate", str(_write(tmp_path, nb)))
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "ok      test_conv_params" in proc.stdout
-    assert "ok      test_small_cnn" in proc.stdout
+    assert "ok      test_double" in proc.stdout
     assert "all visible tests pass" in proc.stdout
 
 
 @pytest.mark.slow
-def test_validate_notices_an_edited_test_cell(tmp_path):
-    nb = read_notebook(submissions_dir(Course(REPO), "warmup") / "perfect" / "warmup.ipynb")
-    for cell in nb.cells:
-        if cell.get("metadata", {}).get("nbgrader", {}).get("grade_id") == "test_small_cnn":
-            cell.source = "pass"
-    nbformat.write(nb, tmp_path / "warmup.ipynb")
-    proc = run("validate", str(tmp_path / "warmup.ipynb"))
+def test_validate_notices_an_edited_test_cell(tiny, tmp_path):
+    nb = tiny_submission(tiny)
+    for c in nb.cells:
+        if c.get("metadata", {}).get("nbgrader", {}).get("grade_id") == "test_double":
+            c.source = "pass"
+    proc = run("validate", str(_write(tmp_path, nb)))
     assert proc.returncode == 1
-    assert "CHANGED test_small_cnn was edited" in proc.stdout
+    assert "CHANGED test_double was edited" in proc.stdout
+
+
+@pytest.mark.slow
+def test_validate_checks_handed_in_models(tiny, tmp_path):
+    import keras
+
+    nb = tiny_submission(tiny)
+    nb.cells[-1].source = "It multiplies by two."
+    nb.metadata["dlcourse"] = {"handin": ["tiny_model.keras"]}
+    path = _write(tmp_path, nb)
+    proc = run("validate", str(path))
+    assert proc.returncode == 1
+    assert "MISSING tiny_model.keras is missing: save it next to the notebook" in proc.stdout
+    x = keras.Input((3,))
+    keras.Model(x, keras.layers.Dense(2, activation="softmax")(x)).save(tmp_path / "tiny_model.keras")
+    proc = run("validate", str(path))
+    assert proc.returncode == 0, proc.stdout
+    assert "hand-in tiny_model.keras: loads; input (None, 3), output (None, 2)" in proc.stdout
+    (tmp_path / "tiny_model.keras").write_bytes(b"not a zip")
+    proc = run("validate", str(path))
+    assert "MISSING tiny_model.keras does not load as a Keras model" in proc.stdout

@@ -11,76 +11,85 @@ import pytest
 from dlcourse.course import scratch_course
 from dlcourse.examples import STUDENTS, submissions_dir, sync_examples
 from dlcourse.grade import grade
-from dlcourse.notebooks import read_notebook, replace_cell_sources
+from nbfactory import tiny_course, tiny_submission
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def warmup_graded(repo_course, tmp_path_factory):
+def examples_graded(repo_course, tmp_path_factory):
     course = scratch_course(repo_course, tmp_path_factory.mktemp("pipeline") / "course")
-    source = submissions_dir(repo_course, "warmup")
+    source = submissions_dir(repo_course, "inception")
     before = {p: p.read_bytes() for p in source.rglob("*") if p.is_file()}
-    result = grade(course, "warmup", source, timeout=600)
+    result = grade(course, "inception", source, timeout=900)
     after = {p: p.read_bytes() for p in source.rglob("*") if p.is_file()}
     assert before == after, "grading modified the submitted originals"
     return course, result
 
 
-def test_example_scores(warmup_graded):
-    _, result = warmup_graded
+def test_example_scores(examples_graded):
+    _, result = examples_graded
     rows = {row.student: row for row in result.rows}
     assert set(rows) == set(STUDENTS)
     perfect = rows["perfect"]
-    assert perfect.questions == {"test_conv_params": 3, "test_small_cnn": 4, "question_stacked_kernels": None}
-    assert perfect.score == 7 and perfect.max_score == 9
+    assert perfect.questions == {
+        "test_conv_params": 2, "test_params_inception": 3,
+        "test_inception_module": 2, "test_inception_module_reference": 5,
+        "test_auxiliary_classifier": 2, "test_auxiliary_classifier_reference": 3,
+        "test_mini_googlenet": 2, "test_mini_googlenet_handin": 5,
+        "question_bottleneck": None, "question_auxiliary": None,
+    }
+    assert perfect.score == 24 and perfect.max_score == 28
     assert perfect.status == "graded, manual pending"
     assert rows["untouched"].score == 0 and rows["untouched"].status == "graded"
-    assert rows["partly_wrong"].questions["test_conv_params"] == 3
-    assert rows["partly_wrong"].questions["test_small_cnn"] == 0
+    wrong = rows["partly_wrong"].questions
+    assert wrong["test_inception_module"] == 2, "the visible test cannot see the concatenation order"
+    assert wrong["test_inception_module_reference"] == 0
+    assert rows["partly_wrong"].score == 19
     assert rows["broken"].score == 0
     assert "not JSON" in rows["broken"].status
 
 
-def test_grades_csv(warmup_graded):
-    _course, result = warmup_graded
+def test_grades_csv(examples_graded):
+    _course, result = examples_graded
     with result.csv_path.open() as fh:
         lines = {row["student_id"]: row for row in csv.DictReader(fh)}
-    assert lines["perfect"]["score"] == "7" and lines["perfect"]["max_score"] == "9"
+    assert lines["perfect"]["score"] == "24" and lines["perfect"]["max_score"] == "28"
     assert lines["untouched"]["score"] == "0"
     assert lines["broken"]["status"].startswith("not graded")
     with result.questions_csv_path.open() as fh:
         per_q = {row["student_id"]: row for row in csv.DictReader(fh)}
-    assert per_q["partly_wrong"]["test_conv_params"] == "3"
-    assert per_q["partly_wrong"]["test_small_cnn"] == "0"
-    assert per_q["perfect"]["question_stacked_kernels"] == ""  # awaits the TA
+    assert per_q["partly_wrong"]["test_conv_params"] == "2"
+    assert per_q["partly_wrong"]["test_inception_module_reference"] == "0"
+    assert per_q["perfect"]["question_bottleneck"] == ""  # awaits the TA
 
 
-def test_feedback_written_for_graded_students(warmup_graded):
-    course, _ = warmup_graded
+def test_feedback_written_for_graded_students(examples_graded):
+    course, _ = examples_graded
     for student in ("perfect", "untouched", "partly_wrong"):
-        html = (course.feedback / student / "warmup" / "warmup.html").read_text()
+        html = (course.feedback / student / "inception" / "inception.html").read_text()
         assert "conv_params" in html
     assert not (course.feedback / "broken").exists()
 
 
-def test_hanging_submission_is_stopped_and_others_unaffected(repo_course, tmp_path):
-    course = scratch_course(repo_course, tmp_path / "course")
+def test_hanging_submission_is_stopped_and_others_unaffected(tmp_path):
+    course = tiny_course(tmp_path / "course")
     incoming = tmp_path / "incoming"
-    perfect = read_notebook(submissions_dir(repo_course, "warmup") / "perfect" / "warmup.ipynb")
-    hang = replace_cell_sources(perfect, {"conv_params": "while True:\n    pass"})
-    for student, nb in (("ok", perfect), ("hangs", hang)):
+    for student, nb in (("ok", tiny_submission(course)),
+                        ("hangs", tiny_submission(course, "while True:\n    pass")),
+                        ("crashes", tiny_submission(course, "import os\nos._exit(3)"))):
         (incoming / student).mkdir(parents=True)
-        nbformat.write(nb, incoming / student / "warmup.ipynb")
-    result = grade(course, "warmup", incoming, timeout=45)
+        nbformat.write(nb, incoming / student / "tiny.ipynb")
+    result = grade(course, "tiny", incoming, timeout=30)
     rows = {row.student: row for row in result.rows}
-    assert "time limit of 45 s exceeded" in rows["hangs"].status
+    assert "time limit of 30 s exceeded" in rows["hangs"].status
     assert rows["hangs"].score == 0
-    assert rows["ok"].score == 7
+    assert rows["ok"].questions["test_double"] == 2
+    assert rows["crashes"].questions["test_double"] == 0
 
 
 def test_committed_examples_match_the_sources(repo_course, tmp_path):
-    assert sync_examples(repo_course, "warmup", check=True) == []
+    assert sync_examples(repo_course, "inception", check=True) == []
     # and a stale example is noticed
     copy = tmp_path / "repo"
     shutil.copytree(repo_course.root / "examples", copy / "examples")
@@ -89,8 +98,8 @@ def test_committed_examples_match_the_sources(repo_course, tmp_path):
     (copy / "solutions").symlink_to(repo_course.solutions)
     from dlcourse.course import Course
 
-    stale = copy / "examples" / "submissions" / "warmup" / "perfect" / "warmup.ipynb"
+    stale = copy / "examples" / "submissions" / "inception" / "perfect" / "inception.ipynb"
     stale.write_text(stale.read_text().replace("return int(", "return float("))
-    assert sync_examples(Course(copy), "warmup", check=True) == [
-        "examples/submissions/warmup/perfect outdated"
+    assert sync_examples(Course(copy), "inception", check=True) == [
+        "examples/submissions/inception/perfect outdated"
     ]

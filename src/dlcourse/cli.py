@@ -153,6 +153,22 @@ def cmd_references(args: argparse.Namespace) -> int:
     return 1 if problems else 0
 
 
+def cmd_gpu_check(args: argparse.Namespace) -> int:
+    from dlcourse.course import Course
+    from dlcourse.gpucheck import format_report, gpu_check
+    from dlcourse.grading.registry import REFERENCE_SETS
+
+    course = Course.find()
+    ids = [course.require_assignment(args.assignment)] if args.assignment else \
+        sorted({r.assignment for r in REFERENCE_SETS} & set(course.assignment_ids()))
+    ok = True
+    for assignment in ids:
+        report = gpu_check(course, assignment)
+        print(format_report(report), flush=True)
+        ok = ok and report.verdicts_equal
+    return 0 if ok else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="course", description="Release, grade and check the course's assignments.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -181,6 +197,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("check", help="the course's quality gates")
     p.add_argument("--skip-lectures", action="store_true", help="leave out the nbval run of lectures/")
     p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("gpu-check", help="grade solutions and mutants on the accelerator present")
+    p.add_argument("assignment", nargs="?")
+    p.set_defaults(func=cmd_gpu_check)
 
     p = sub.add_parser("demo", help="release and autograde the bundled example submissions")
     p.add_argument("--dir", help="where to put the demo course (default: ./demo)")

@@ -89,4 +89,6 @@ def sync_examples(course: Course, assignment: str, check: bool = False) -> list[
             if target.exists():
                 shutil.rmtree(target)
             shutil.copytree(fresh, target)
+            for folder in (target, *(p for p in target.rglob("*") if p.is_dir())):
+                folder.chmod(0o755)
     return diffs

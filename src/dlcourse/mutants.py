@@ -10,6 +10,7 @@ put back.
 from __future__ import annotations
 
 import importlib.util
+import subprocess
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,12 +36,13 @@ class Verdicts:
     implementation: Implementation
     passed: dict[str, bool] = field(default_factory=dict)
     messages: dict[str, str] = field(default_factory=dict)
+    displays: list[str] = field(default_factory=list)  # test cells that showed a value
 
     def failed(self) -> list[str]:
         return [t for t, ok in self.passed.items() if not ok]
 
 
-def tests_of(grade_id: str, test_ids: Iterable[str]) -> list[str]:
+def own_tests(grade_id: str, test_ids: Iterable[str]) -> list[str]:
     """The test cells that belong to ``grade_id``: ``test_G`` and ``test_G_<suffix>``."""
     return [t for t in test_ids if t == f"test_{grade_id}" or t.startswith(f"test_{grade_id}_")]
 
@@ -60,7 +62,8 @@ def catalogue_path(course: Course, assignment: str) -> Path:
 class OneKernel:
     """A kernel with a source notebook's setup and solutions loaded."""
 
-    def __init__(self, source: Path, skip: Iterable[str] = (), timeout: int = 600) -> None:
+    def __init__(self, source: Path, skip: Iterable[str] = (), timeout: int = 600,
+                 env: dict[str, str] | None = None) -> None:
         from nbclient import NotebookClient
 
         self.source = Path(source)
@@ -71,10 +74,12 @@ class OneKernel:
             nbformat.v4.new_notebook(), timeout=timeout, kernel_name="python3", allow_errors=True,
             resources={"metadata": {"path": str(self.source.parent)}},
         )
-        self._count = 0
+        self.env = env
 
     def __enter__(self) -> OneKernel:
-        self._context = self.client.setup_kernel()
+        # The kernel's own stderr (TensorFlow's C++ log, transport warnings) is noise here.
+        options = {"stderr": subprocess.DEVNULL, **({"env": self.env} if self.env else {})}
+        self._context = self.client.setup_kernel(**options)
         self._context.__enter__()
         for cell in self.nb.cells:
             meta = nbgrader_meta(cell)
@@ -91,6 +96,7 @@ class OneKernel:
         cell = nbformat.v4.new_code_cell(source)
         self.client.nb.cells.append(cell)
         self.client.execute_cell(cell, len(self.client.nb.cells) - 1)
+        self.last_displayed = any(o.output_type == "execute_result" for o in cell.outputs)
         errors = [o for o in cell.outputs if o.output_type == "error"]
         if errors:
             message = f"{errors[0].ename}: {errors[0].evalue}"
@@ -109,6 +115,8 @@ class OneKernel:
         for test_id in test_ids:
             message = error or self.run(strip_markers(self.cells[test_id].source))
             verdicts.passed[test_id] = message is None
+            if message is None and self.last_displayed:
+                verdicts.displays.append(test_id)
             if message:
                 verdicts.messages[test_id] = message
         self.run(strip_markers(self.cells[impl.grade_id].source), must_pass=True)  # restore
@@ -116,13 +124,13 @@ class OneKernel:
 
 
 def score_implementations(source: Path, implementations: list[Implementation],
-                          skip: Iterable[str] = ()) -> list[Verdicts]:
+                          skip: Iterable[str] = (), env: dict[str, str] | None = None) -> list[Verdicts]:
     """Verdicts of every test cell for every implementation, in one kernel.
 
     Every test cell of the notebook runs for each implementation, so a mistake
     that costs marks outside its own grade_id shows up too.
     """
-    with OneKernel(source, skip=skip) as kernel:
+    with OneKernel(source, skip=skip, env=env) as kernel:
         test_ids = kernel.test_ids()
         return [kernel.score(impl, test_ids) for impl in implementations]
 
@@ -135,13 +143,16 @@ def judge(verdicts: Verdicts, depends_on: dict[str, set[str]] | None = None) -> 
     that build on its function (``depends_on[other] = {grade_id, ...}``).
     """
     impl = verdicts.implementation
-    own = set(tests_of(impl.grade_id, verdicts.passed))
+    own = set(own_tests(impl.grade_id, verdicts.passed))
+    if verdicts.displays:
+        return (f"{impl.name}: test cells {', '.join(verdicts.displays)} show a value, which nbgrader "
+                "reads as a partial score")
     if impl.correct:
         failed = verdicts.failed()
         return f"correct {impl.name} failed {', '.join(failed)}: {verdicts.messages}" if failed else None
     if not own & set(verdicts.failed()):
         return f"mutant {impl.name} passed every test of {impl.grade_id}"
     dependants = {t for other, deps in (depends_on or {}).items() if impl.grade_id in deps
-                  for t in tests_of(other, verdicts.passed)}
+                  for t in own_tests(other, verdicts.passed)}
     leaked = [t for t in verdicts.failed() if t not in own and t not in dependants]
     return f"mutant {impl.name} also failed {', '.join(leaked)}" if leaked else None

@@ -43,11 +43,14 @@ def predict_probabilities(model, images: np.ndarray, batch_size: int = 64) -> np
 
 
 def check_accuracy(path: str | Path, images: np.ndarray, labels: np.ndarray, num_classes: int,
-                   threshold: float) -> float:
-    """Accuracy of the handed-in classifier on the reserved test split, against ``threshold``."""
+                   threshold: float) -> None:
+    """Accuracy of the handed-in classifier on the reserved test split, against ``threshold``.
+
+    Prints the accuracy and returns nothing: a test cell whose last line shows a
+    number would be read by nbgrader as a partial score.
+    """
     model = load_handin(path, images.shape[1:], num_classes)
     accuracy = float(np.mean(predict_probabilities(model, images).argmax(axis=-1) == labels))
     if accuracy < threshold:
         raise GradingFailure(f"test accuracy {accuracy:.3f} is below the threshold {threshold:.2f}")
     print(f"test accuracy {accuracy:.3f} (threshold {threshold:.2f})")
-    return accuracy
