@@ -26,7 +26,7 @@ from dlcourse.mutants import (
 from dlcourse.notebooks import fill_solutions, nbgrader_meta, read_notebook, replace_cell_sources
 
 pytestmark = pytest.mark.slow
-ASSIGNMENTS = ["inception"]
+ASSIGNMENTS = ["inception", "residual"]
 
 
 @pytest.mark.parametrize("assignment", ASSIGNMENTS)
@@ -34,8 +34,10 @@ def test_catalogue_is_large_enough(repo_course, assignment):
     impls = load_catalogue_module(catalogue_path(repo_course, assignment)).IMPLEMENTATIONS
     mutants = Counter(i.grade_id for i in impls if not i.correct)
     correct = Counter(i.grade_id for i in impls if i.correct)
-    assert mutants["inception_module"] >= 8 and mutants["auxiliary_classifier"] >= 3
-    assert correct["inception_module"] >= 2 and correct["auxiliary_classifier"] >= 2
+    minimum = {"inception": {"inception_module": (8, 2), "auxiliary_classifier": (3, 2)},
+               "residual": {"residual_block": (5, 2), "bottleneck_block": (3, 1), "dense_block": (3, 1)}}
+    for grade_id, (wrong, right) in minimum[assignment].items():
+        assert mutants[grade_id] >= wrong and correct[grade_id] >= right, grade_id
 
 
 @pytest.mark.parametrize("assignment", ASSIGNMENTS)

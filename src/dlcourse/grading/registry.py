@@ -31,9 +31,17 @@ def _inception(ns: dict[str, Any]) -> list[Case]:
     return make_cases(ns["inception_module"], ns["auxiliary_classifier"])
 
 
+def _residual(ns: dict[str, Any]) -> list[Case]:
+    from dlcourse.grading.residual import make_cases
+
+    return make_cases(ns["residual_block"], ns["bottleneck_block"], ns["dense_block"])
+
+
 REFERENCE_SETS: tuple[ReferenceSet, ...] = (
     ReferenceSet("inception", "hidden_inception_refs.npz",
                  ("setup", "inception_module", "auxiliary_classifier"), _inception),
+    ReferenceSet("residual", "hidden_residual_refs.npz",
+                 ("setup", "residual_block", "bottleneck_block", "dense_block"), _residual),
 )
 
 

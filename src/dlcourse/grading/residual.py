@@ -1,0 +1,113 @@
+"""Checks for the `residual` assignment: residual, bottleneck and dense blocks."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from dlcourse.grading.models import reference_case, run_case
+from dlcourse.grading.policy import TOLERANCE, relative_error
+from dlcourse.grading.references import Case, load_cases
+
+REFERENCE_FILE = "hidden_residual_refs.npz"
+
+#: (case, input shape, filters, stride, name): identity, projection (stride 2 and
+#: more channels), stride 2 with unchanged channels, and a channel change at stride 1.
+RESIDUAL_CASES = (
+    ("residual_identity", (8, 8, 6), 6, 1, "res_a"),
+    ("residual_projection", (8, 10, 4), 8, 2, "res_b"),
+    ("residual_stride2_same_channels", (9, 9, 5), 5, 2, "res_c"),
+    ("residual_more_channels", (6, 6, 3), 7, 1, "res_d"),
+)
+BOTTLENECK_CASES = (
+    ("bottleneck_identity", (6, 6, 16), 4, 1, "bot_a"),
+    ("bottleneck_projection", (8, 8, 6), 3, 2, "bot_b"),
+    ("bottleneck_stride2_same_channels", (7, 9, 12), 3, 2, "bot_c"),
+)
+DENSE_CASES = (
+    ("dense_three", (6, 6, 4), 3, 5, "dense_a"),
+    ("dense_one", (5, 7, 6), 1, 3, "dense_b"),
+)
+
+
+def _diagnose_block(kind: str, stride: int, channels_in: int, channels_out: int):
+    def diagnose(got: np.ndarray, expected: np.ndarray) -> list[str]:
+        if got.shape[1:3] != expected.shape[1:3]:
+            return [f"spatial size {got.shape[1:3]} instead of {expected.shape[1:3]}: with stride {stride} "
+                    "the first 3x3 convolution" + (" (the 3x3 in the middle, for a bottleneck)" if kind == "bottleneck"
+                                                   else "") + " and the projection carry the stride; padding='same'"]
+        if got.shape[-1] != expected.shape[-1]:
+            return [f"{got.shape[-1]} output channels instead of {expected.shape[-1]}"]
+        hints = []
+        if got.min() < -1e-6:
+            hints.append("negative outputs: the block ends with a ReLU after the addition")
+        elif relative_error(got, expected) > TOLERANCE:
+            projection = stride != 1 or channels_in != channels_out
+            hints.append("check the order conv -> batch norm -> ReLU, that the last batch norm comes before "
+                         "the addition and the final ReLU after it"
+                         + (", and the projection shortcut (1x1 conv with the stride, then batch norm)"
+                            if projection else ", and that the shortcut is the identity"))
+        return hints
+    return diagnose
+
+
+def _diagnose_dense(growth: int, layers: int, channels_in: int):
+    def diagnose(got: np.ndarray, expected: np.ndarray) -> list[str]:
+        if got.shape[-1] != expected.shape[-1]:
+            return [f"{got.shape[-1]} output channels instead of {channels_in} + {layers} x {growth} = "
+                    f"{expected.shape[-1]}: every layer adds growth_rate channels to all previous ones"]
+        if got.shape != expected.shape:
+            return ["keep the spatial size: 3x3 convolutions with padding='same'"]
+        if relative_error(got[..., :channels_in], expected[..., :channels_in]) > TOLERANCE:
+            return ["the block's input must come first in the output: concatenate [previous features, new]"]
+        for i in range(layers):
+            sl = slice(channels_in + i * growth, channels_in + (i + 1) * growth)
+            if relative_error(got[..., sl], expected[..., sl]) > TOLERANCE:
+                return [f"layer {i + 1}'s new features differ: batch norm -> ReLU -> 3x3 conv (no bias), "
+                        "applied to the concatenation of everything before it"]
+        return []
+    return diagnose
+
+
+def _load(cases: dict[str, Case] | str) -> dict[str, Case]:
+    return load_cases(cases) if isinstance(cases, str) else cases
+
+
+def check_residual_block(residual_block: Callable, cases: dict[str, Case] | str = REFERENCE_FILE) -> None:
+    for case in (c for c in _load(cases).values() if c.name.startswith("residual")):
+        f, s, n = case.meta["filters"], case.meta["stride"], case.meta["name"]
+        run_case(lambda x, f=f, s=s, n=n: residual_block(x, f, stride=s, name=n), case,
+                 what=f"residual_block(x, {f}, stride={s}, name={n!r})",
+                 diagnose=_diagnose_block("residual", s, case.inputs.shape[-1], f))
+
+
+def check_bottleneck_block(bottleneck_block: Callable, cases: dict[str, Case] | str = REFERENCE_FILE) -> None:
+    for case in (c for c in _load(cases).values() if c.name.startswith("bottleneck")):
+        f, s, n = case.meta["filters"], case.meta["stride"], case.meta["name"]
+        run_case(lambda x, f=f, s=s, n=n: bottleneck_block(x, f, stride=s, name=n), case,
+                 what=f"bottleneck_block(x, {f}, stride={s}, name={n!r})",
+                 diagnose=_diagnose_block("bottleneck", s, case.inputs.shape[-1], 4 * f))
+
+
+def check_dense_block(dense_block: Callable, cases: dict[str, Case] | str = REFERENCE_FILE) -> None:
+    for case in (c for c in _load(cases).values() if c.name.startswith("dense")):
+        k, g, n = case.meta["num_layers"], case.meta["growth_rate"], case.meta["name"]
+        run_case(lambda x, k=k, g=g, n=n: dense_block(x, k, g, name=n), case,
+                 what=f"dense_block(x, {k}, {g}, name={n!r})",
+                 diagnose=_diagnose_dense(g, k, case.inputs.shape[-1]))
+
+
+def make_cases(residual_block: Callable, bottleneck_block: Callable, dense_block: Callable) -> list[Case]:
+    """Reference cases from the solution's blocks (seeded inputs, weights, BN statistics)."""
+    cases = []
+    for seed, (case, shape, f, s, n) in enumerate(RESIDUAL_CASES, start=300):
+        cases.append(reference_case(case, lambda x, f=f, s=s, n=n: residual_block(x, f, stride=s, name=n),
+                                    shape, {"filters": f, "stride": s, "name": n}, seed, weight_scale=1.0))
+    for seed, (case, shape, f, s, n) in enumerate(BOTTLENECK_CASES, start=400):
+        cases.append(reference_case(case, lambda x, f=f, s=s, n=n: bottleneck_block(x, f, stride=s, name=n),
+                                    shape, {"filters": f, "stride": s, "name": n}, seed, weight_scale=1.0))
+    for seed, (case, shape, k, g, n) in enumerate(DENSE_CASES, start=500):
+        cases.append(reference_case(case, lambda x, k=k, g=g, n=n: dense_block(x, k, g, name=n),
+                                    shape, {"num_layers": k, "growth_rate": g, "name": n}, seed, weight_scale=1.0))
+    return cases
