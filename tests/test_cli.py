@@ -9,7 +9,6 @@ from pathlib import Path
 
 import nbformat
 import pytest
-
 from nbfactory import tiny_course, tiny_submission
 
 from dlcourse.course import Course

@@ -9,7 +9,11 @@ import numpy as np
 import pytest
 
 from dlcourse.grading import GradingFailure
-from dlcourse.grading.inception import check_auxiliary_classifier, check_inception_module, make_cases
+from dlcourse.grading.inception import (
+    check_auxiliary_classifier,
+    check_inception_module,
+    make_cases,
+)
 from dlcourse.grading.weights import load_reference_weights
 
 REPO = Path(__file__).resolve().parents[1]
@@ -41,6 +45,7 @@ EXPECTED = {
 @pytest.fixture(scope="module")
 def cases():
     from test_grading_policy import REPO as repo
+
     from dlcourse.notebooks import cells_by_grade_id, read_notebook, strip_markers
 
     cells = cells_by_grade_id(read_notebook(repo / "solutions/inception/inception.ipynb"))

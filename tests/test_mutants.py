@@ -20,8 +20,8 @@ from dlcourse.mutants import (
     catalogue_path,
     judge,
     load_catalogue_module,
-    score_implementations,
     own_tests,
+    score_implementations,
 )
 from dlcourse.notebooks import fill_solutions, nbgrader_meta, read_notebook, replace_cell_sources
 

@@ -7,11 +7,11 @@ import shutil
 
 import nbformat
 import pytest
+from nbfactory import tiny_course, tiny_submission
 
 from dlcourse.course import scratch_course
 from dlcourse.examples import STUDENTS, submissions_dir, sync_examples
 from dlcourse.grade import grade
-from nbfactory import tiny_course, tiny_submission
 
 pytestmark = pytest.mark.slow
 
