@@ -140,7 +140,8 @@ def cmd_references(args: argparse.Namespace) -> int:
     course = Course.find()
     if args.assignment:
         course.require_assignment(args.assignment)
-    ids = [args.assignment] if args.assignment else sorted({r.assignment for r in REFERENCE_SETS})
+    ids = [args.assignment] if args.assignment else \
+        sorted({r.assignment for r in REFERENCE_SETS} & set(course.assignment_ids()))
     problems = []
     for assignment in ids:
         if args.check:
