@@ -58,6 +58,10 @@ def disable_tf32() -> None:
 def setup(seed: int = DEFAULT_SEED, deterministic: bool = True) -> None:
     """Quiet logs, full float32, seeded generators and (by default) deterministic ops."""
     quiet_logs()
+    import tensorflow as tf
+
+    # TensorFlow resets its Python logger when imported in a Jupyter kernel.
+    tf.get_logger().setLevel(logging.ERROR)
     disable_tf32()
     if deterministic:
         enable_determinism()
