@@ -39,13 +39,13 @@ demo: $(STAMP)
 	$(COURSE) demo
 
 test: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks nbgrader_config.py
+	$(BIN)/ruff check src tests benchmarks lectures nbgrader_config.py
 	$(BIN)/python -m pytest -n 2 tests
 	@if ls lectures/*.ipynb >/dev/null 2>&1; then \
 	  $(BIN)/python -m pytest -p no:cacheprovider -n 2 --nbval-lax --nbval-current-env lectures; fi
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks nbgrader_config.py
+	$(BIN)/ruff check src tests benchmarks lectures nbgrader_config.py
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab --ServerApp.root_dir=$(CURDIR)
