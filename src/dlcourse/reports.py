@@ -19,6 +19,7 @@ class StudentScore:
     needs_manual: bool = False
     status: str = "graded"
     questions: dict[str, float | None] = field(default_factory=dict)
+    question_max: dict[str, float] = field(default_factory=dict)
 
 
 def collect_scores(db_url: str, assignment: str, outcomes: list[Outcome]) -> tuple[list[str], list[StudentScore]]:
@@ -29,13 +30,16 @@ def collect_scores(db_url: str, assignment: str, outcomes: list[Outcome]) -> tup
     """
     rows: list[StudentScore] = []
     questions: list[str] = []
+    maxima: dict[str, float] = {}
     with Gradebook(db_url) as gb:
         assignment_row = gb.find_assignment(assignment)
         max_score = float(assignment_row.max_score)
         for notebook in assignment_row.notebooks:
-            questions += [cell.name for cell in notebook.grade_cells]
+            for cell in notebook.grade_cells:
+                questions.append(cell.name)
+                maxima[cell.name] = float(cell.max_score)
         for outcome in outcomes:
-            row = StudentScore(outcome.student, max_score=max_score)
+            row = StudentScore(outcome.student, max_score=max_score, question_max=maxima)
             rows.append(row)
             if not outcome.ok:
                 row.status = f"not graded: {outcome.reason}"
@@ -78,18 +82,40 @@ def write_csvs(folder: Path, assignment: str, questions: list[str], rows: list[S
     return totals, per_question
 
 
-def score_table(assignment: str, questions: list[str], rows: list[StudentScore]):
-    """A rich Table: students down, questions across, '?' where a TA must grade."""
+def score_table(assignment: str, questions: list[str], rows: list[StudentScore], detail_limit: int = 8):
+    """A rich renderable: per-question points (students across, when few) and totals.
+
+    Questions run down the rows so the table stays readable in an 80-column
+    terminal; for a whole class only the totals table is shown (the per-question
+    CSV has the rest).
+    """
+    from rich.console import Group
     from rich.table import Table
 
-    table = Table(title=f"{assignment}: scores ('?' = to be graded by hand)", title_justify="left")
-    table.add_column("student")
-    for q in questions:
-        table.add_column(q.removeprefix("test_"), justify="right")
-    table.add_column("total", justify="right", style="bold")
-    table.add_column("status")
+    parts = []
+    if len(rows) <= detail_limit:
+        detail = Table(title=f"{assignment}: points per question ('?' = to be graded by hand)",
+                       title_justify="left")
+        detail.add_column("question")
+        detail.add_column("max", justify="right")
+        for row in rows:
+            detail.add_column(row.student, justify="right")
+        maxima = rows[0].question_max if rows else {}
+        for q in questions:
+            cells = []
+            for row in rows:
+                value = row.questions.get(q)
+                graded = row.status.startswith("graded")
+                cells.append("?" if value is None and graded else "-" if not graded else f"{value:g}")
+            detail.add_row(q, f"{maxima.get(q, 0):g}", *cells)
+        detail.add_row("total", f"{rows[0].max_score:g}" if rows else "",
+                       *(f"{row.score:g}" for row in rows), style="bold")
+        parts.append(detail)
+    totals = Table(title=f"{assignment}: totals", title_justify="left")
+    totals.add_column("student")
+    totals.add_column("score", justify="right")
+    totals.add_column("status", overflow="fold")
     for row in rows:
-        cells = ["?" if row.questions.get(q) is None and row.status.startswith("graded") else
-                 f"{row.questions.get(q) or 0:g}" for q in questions]
-        table.add_row(row.student, *cells, f"{row.score:g}/{row.max_score:g}", row.status)
-    return table
+        totals.add_row(row.student, f"{row.score:g}/{row.max_score:g}", row.status)
+    parts.append(totals)
+    return Group(*parts)
