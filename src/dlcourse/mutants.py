@@ -31,6 +31,16 @@ class Implementation:
     correct: bool
 
 
+def mutant(name: str, grade_id: str, source: str) -> Implementation:
+    """A typical mistake: must lose marks on ``grade_id``."""
+    return Implementation(name, grade_id, source, correct=False)
+
+
+def alternative(name: str, grade_id: str, source: str) -> Implementation:
+    """Another correct solution: must keep full marks."""
+    return Implementation(name, grade_id, source, correct=True)
+
+
 @dataclass
 class Verdicts:
     implementation: Implementation

@@ -4,7 +4,8 @@ Each entry replaces one solution cell. Mutants must lose marks on their own
 grade_id only; alternatives must keep full marks.
 """
 
-from dlcourse.mutants import Implementation
+from dlcourse.mutants import alternative as _correct
+from dlcourse.mutants import mutant as _mutant
 
 # A correct module with its pieces as parameters, so each mutant changes one thing.
 _MODULE = '''
@@ -33,14 +34,6 @@ _PARTS = {
 
 def _module(**changes):
     return _MODULE.format(**{**_PARTS, **changes})
-
-
-def _mutant(name, grade_id, source):
-    return Implementation(name, grade_id, source, correct=False)
-
-
-def _correct(name, grade_id, source):
-    return Implementation(name, grade_id, source, correct=True)
 
 
 IMPLEMENTATIONS = [

@@ -1,6 +1,7 @@
 """Typical mistakes (mutants) and alternative correct solutions for `residual`."""
 
-from dlcourse.mutants import Implementation
+from dlcourse.mutants import alternative as _correct
+from dlcourse.mutants import mutant as _mutant
 
 _RESIDUAL = '''
 def residual_block(x, filters, stride=1, name="res"):
@@ -67,14 +68,6 @@ _DENSE_BODY = ('y = keras.layers.BatchNormalization(name=f"{name}_layer{i}_bn")(
 
 def _dense(body=_DENSE_BODY, order="[x, y]"):
     return _DENSE.replace("{body}", body).replace("{order}", order)
-
-
-def _mutant(name, grade_id, source):
-    return Implementation(name, grade_id, source, correct=False)
-
-
-def _correct(name, grade_id, source):
-    return Implementation(name, grade_id, source, correct=True)
 
 
 IMPLEMENTATIONS = [
