@@ -35,7 +35,7 @@ def test_catalogue_is_large_enough(repo_course, assignment):
     mutants = Counter(i.grade_id for i in impls if not i.correct)
     correct = Counter(i.grade_id for i in impls if i.correct)
     minimum = {"inception": {"inception_module": (8, 2), "auxiliary_classifier": (3, 2)},
-               "residual": {"residual_block": (5, 2), "bottleneck_block": (3, 1), "dense_block": (3, 1)}}
+               "residual": {"residual_block": (8, 2), "bottleneck_block": (3, 2), "dense_block": (3, 2)}}
     for grade_id, (wrong, right) in minimum[assignment].items():
         assert mutants[grade_id] >= wrong and correct[grade_id] >= right, grade_id
 

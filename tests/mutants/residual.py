@@ -84,6 +84,9 @@ IMPLEMENTATIONS = [
     _mutant("second batch norm missing", "residual_block",
             _residual(tail='conv(y, filters, 3, 1, "conv2")')),
     _mutant("projection always", "residual_block", _residual(needs_projection="True")),
+    _mutant("missing skip", "residual_block", _residual(final="keras.layers.ReLU()(y)")),
+    _mutant("projection without the stride", "residual_block",
+            _residual(projection='bn(conv(x, filters, 1, 1, "proj"), "proj_bn")')),
     _correct("kept conv bias (zeroed by the grader)", "residual_block", _residual(bias=", bias=True")),
     _correct("keras.ops add and Activation layers", "residual_block", '''
 def residual_block(x, filters, stride=1, name="res"):
@@ -117,6 +120,8 @@ def bottleneck_block(x, filters, stride=1, name="bot"):
             layers.Conv2D(4 * filters, 1, strides=stride, use_bias=False, name=f"{name}_proj")(x))
     return layers.ReLU()(layers.add([x, y]))
 '''),
+    _correct("kept conv biases (zeroed by the grader)", "bottleneck_block",
+             _bottleneck().replace("use_bias=False", "use_bias=True")),
     # --- dense_block ----------------------------------------------------------------
     _mutant("new features first", "dense_block", _dense(order="[y, x]")),
     _mutant("post-activation (conv before batch norm)", "dense_block", _dense(body=(
@@ -136,6 +141,17 @@ def dense_block(x, num_layers, growth_rate, name="dense"):
     return keras.ops.concatenate(features, axis=-1)
 '''),
 ]
+
+IMPLEMENTATIONS.append(_correct(
+    "running concatenation with the layers.concatenate function and kept biases", "dense_block", '''
+def dense_block(x, num_layers, growth_rate, name="dense"):
+    out = x
+    for i in range(num_layers):
+        h = keras.layers.Activation("relu")(keras.layers.BatchNormalization(name=f"{name}_layer{i + 1}_bn")(out))
+        h = keras.layers.Conv2D(growth_rate, (3, 3), padding="same", name=f"{name}_layer{i + 1}_conv")(h)
+        out = keras.layers.concatenate([out, h], axis=-1)
+    return out
+'''))
 
 DEPENDS_ON = {"small_networks": {"residual_block", "dense_block"}}
 SKIP = ("experiment-build", "experiment-run", "train", "test_small_networks_handin")
