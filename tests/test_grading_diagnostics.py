@@ -87,3 +87,32 @@ def test_missing_reference_file_says_how_to_grade():
 
     with pytest.raises(FileNotFoundError, match="must run through the course's grader"):
         load_cases("hidden_nothing.npz")
+
+
+RESIDUAL_EXPECTED = {
+    "ReLU before the addition": "combination is wrong",
+    "no final ReLU": "combination is wrong",
+    "missing skip": "combination is wrong",
+    "stride on the second convolution": "main path: the output of res_b_bn1 differs",
+    "projection without batch norm": "has no layer named 'res_d_proj_bn'",
+    "projection always": "does not ask for: res_a_proj, res_a_proj_bn",
+    "stride on the first 1x1": "The stride 2 belongs to bot_b_conv2",
+    "ReLU after the last batch norm, before the addition": "add the shortcut to bot_a_bn3's output directly",
+    "new features first": "the concatenation is wrong",
+    "no ReLU": "layer 1 (dense_b_layer1_conv) is the first whose new features differ",
+}
+
+
+@pytest.mark.parametrize("name", sorted(RESIDUAL_EXPECTED))
+def test_residual_messages_localise_the_fault(name):
+    from mutants.residual import IMPLEMENTATIONS as RESIDUAL
+
+    from dlcourse.grading import load_cases
+    from dlcourse.grading import residual as checks
+
+    impl = next(i for i in RESIDUAL if i.name == name)
+    cases = load_cases(REPO / "solutions/residual/hidden_residual_refs.npz")
+    check = getattr(checks, f"check_{impl.grade_id}")
+    with pytest.raises(GradingFailure) as failure:
+        check(define(impl.source)[impl.grade_id], cases)
+    assert RESIDUAL_EXPECTED[name] in str(failure.value), str(failure.value)

@@ -29,17 +29,49 @@ def wrap(build: Callable, input_shape: tuple[int, ...], what: str):
     return keras.Model(inputs, outputs)
 
 
-def run_case(build: Callable, case: Case, what: str, diagnose=None) -> float:
-    """Build, load the case's reference weights by name, compare in inference mode."""
+def probe_outputs(model, layer_names, inputs: np.ndarray) -> dict[str, np.ndarray]:
+    """Outputs of the named layers of ``model`` (those it has), in inference mode."""
+    import keras
+
+    present = [n for n in layer_names if n in {layer.name for layer in model.layers}]
+    if not present:
+        return {}
+    probe = keras.Model(model.input, [model.get_layer(n).output for n in present])
+    outputs = probe(inputs, training=False)
+    outputs = outputs if isinstance(outputs, list | tuple) else [outputs]
+    return {n: np.asarray(o) for n, o in zip(present, outputs, strict=True)}
+
+
+def compare_probes(model, case: Case) -> dict[str, bool]:
+    """For each probed inner layer: does the student's output equal the solution's?"""
+    from dlcourse.grading.policy import TOLERANCE, relative_error
+
+    got = probe_outputs(model, list(case.probes), case.inputs)
+    return {name: name in got and got[name].shape == want.shape
+            and relative_error(got[name], want) <= TOLERANCE
+            for name, want in case.probes.items()}
+
+
+def run_case(build: Callable, case: Case, what: str, diagnose=None, locate=None) -> float:
+    """Build, load the case's reference weights by name, compare in inference mode.
+
+    ``locate(matches)`` turns the inner-layer comparison (layer name -> equal to
+    the solution's) into hints naming the wrong part; it runs only on failure.
+    """
     model = wrap(build, case.inputs.shape[1:], what)
     load_reference_weights(model, case.weights, what=what)
     got = np.asarray(model(case.inputs, training=False))
+    if locate is not None and case.probes:
+        def diagnose_with_probes(g, e, _diagnose=diagnose):
+            hints = locate(compare_probes(model, case))
+            return hints or (_diagnose(g, e) if _diagnose else [])
+        return assert_matches(got, case.expected, what=what, diagnose=diagnose_with_probes)
     return assert_matches(got, case.expected, what=what, diagnose=diagnose)
 
 
 def reference_case(name: str, build: Callable, input_shape: tuple[int, ...], meta: dict,
                    seed: int, batch: int = 2, input_scale: float = 1.0,
-                   weight_scale: float = 0.5) -> Case:
+                   weight_scale: float = 0.5, probe_layers: tuple[str, ...] = ()) -> Case:
     """Run the solution's ``build`` on seeded inputs and weights; the result is a Case."""
     from dlcourse.grading.references import random_weights
 
@@ -49,7 +81,8 @@ def reference_case(name: str, build: Callable, input_shape: tuple[int, ...], met
     rng = np.random.default_rng(seed + 1)
     inputs = (rng.normal(size=(batch, *input_shape)) * input_scale).astype(np.float32)
     expected = np.asarray(model(inputs, training=False), dtype=np.float32)
-    return Case(name, meta, inputs, expected, weights)
+    probes = {k: v.astype(np.float32) for k, v in probe_outputs(model, probe_layers, inputs).items()}
+    return Case(name, meta, inputs, expected, weights, probes)
 
 
 def count_params_without_conv_bias(model) -> int:

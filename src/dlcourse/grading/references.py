@@ -1,7 +1,8 @@
 """Reference cases: fixed inputs, fixed weights and the solution's outputs.
 
 A case file is one ``.npz``: for case ``c`` it holds ``c/inputs``,
-``c/expected``, ``c/weights/<layer>/<i>`` and ``c/meta`` (JSON: the
+``c/expected``, ``c/weights/<layer>/<i>``, optional ``c/probes/<layer>``
+(inner layer outputs, for diagnostics) and ``c/meta`` (JSON: the
 arguments the function under test was called with). Instructors write it from
 the solution with ``save_cases``; hidden tests read it with ``load_cases``.
 """
@@ -25,6 +26,8 @@ class Case:
     inputs: np.ndarray
     expected: np.ndarray
     weights: dict[str, list[np.ndarray]] = field(default_factory=dict)
+    #: outputs of named inner layers of the solution, to localise a wrong output
+    probes: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def save_cases(path: str | Path, cases: list[Case]) -> None:
@@ -34,6 +37,8 @@ def save_cases(path: str | Path, cases: list[Case]) -> None:
         arrays[f"{case.name}/meta"] = np.frombuffer(json.dumps(case.meta, sort_keys=True).encode(), np.uint8)
         arrays[f"{case.name}/inputs"] = np.asarray(case.inputs)
         arrays[f"{case.name}/expected"] = np.asarray(case.expected)
+        for layer, value in sorted(case.probes.items()):
+            arrays[f"{case.name}/probes/{layer}"] = np.asarray(value)
         for layer, values in sorted(case.weights.items()):
             for i, value in enumerate(values):
                 arrays[f"{case.name}/weights/{layer}/{i}"] = np.asarray(value)
@@ -70,6 +75,8 @@ def load_cases(path: str | Path) -> dict[str, Case]:
                 expected=data[f"{name}/expected"],
                 weights={layer: [v for _, v in sorted(items, key=lambda t: t[0])]
                          for layer, items in weights.items()},
+                probes={key[len(f"{name}/probes/"):]: data[key]
+                        for key in keys if key.startswith(f"{name}/probes/")},
             )
     return cases
 

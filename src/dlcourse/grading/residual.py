@@ -70,6 +70,45 @@ def _diagnose_dense(growth: int, layers: int, channels_in: int):
     return diagnose
 
 
+def _locate_block(name: str, stride: int, kind: str):
+    """Hints from inner-layer comparisons: main path, shortcut, or how they are combined."""
+    main = [f"{name}_bn1", f"{name}_bn2"] + ([f"{name}_bn3"] if kind == "bottleneck" else [])
+    stride_conv = f"{name}_conv2" if kind == "bottleneck" else f"{name}_conv1"
+
+    def locate(matches: dict[str, bool]) -> list[str]:
+        for layer in main:
+            if layer in matches and not matches[layer]:
+                conv = layer.replace("_bn", "_conv")
+                return [f"main path: the output of {layer} differs from the solution's; everything before it "
+                        f"({conv} and earlier) is suspect. The stride {stride} belongs to {stride_conv}; "
+                        "each convolution is followed directly by its batch norm, then a ReLU "
+                        "(except the last batch norm)"]
+        if f"{name}_proj_bn" in matches and not matches[f"{name}_proj_bn"]:
+            return [f"shortcut: {name}_proj -> {name}_proj_bn differs: a 1x1 convolution with stride {stride} "
+                    "applied to the block input, then batch norm"]
+        return ["the main path and the shortcut both match the solution up to the addition, so the "
+                f"combination is wrong: add the shortcut to {main[-1]}'s output directly (no ReLU before the "
+                "addition), then apply one ReLU to the sum"]
+    return locate
+
+
+def _locate_dense(name: str, layers: int):
+    def locate(matches: dict[str, bool]) -> list[str]:
+        for i in range(1, layers + 1):
+            if not matches.get(f"{name}_layer{i}_conv", True):
+                return [f"layer {i} ({name}_layer{i}_conv) is the first whose new features differ: it should "
+                        f"apply batch norm -> ReLU -> 3x3 conv to the concatenation of the block input"
+                        + (f" and layers 1..{i - 1}" if i > 1 else "")]
+        return ["every layer's new features match the solution; the concatenation is wrong: the output "
+                "is [block input, layer 1, ..., layer n] along the channels"]
+    return locate
+
+
+def _block_probes(name: str, kind: str, projection: bool) -> tuple[str, ...]:
+    layers = [f"{name}_bn1", f"{name}_bn2"] + ([f"{name}_bn3"] if kind == "bottleneck" else [])
+    return tuple(layers + ([f"{name}_proj_bn"] if projection else []))
+
+
 def _load(cases: dict[str, Case] | str) -> dict[str, Case]:
     return load_cases(cases) if isinstance(cases, str) else cases
 
@@ -79,7 +118,8 @@ def check_residual_block(residual_block: Callable, cases: dict[str, Case] | str 
         f, s, n = case.meta["filters"], case.meta["stride"], case.meta["name"]
         run_case(lambda x, f=f, s=s, n=n: residual_block(x, f, stride=s, name=n), case,
                  what=f"residual_block(x, {f}, stride={s}, name={n!r})",
-                 diagnose=_diagnose_block("residual", s, case.inputs.shape[-1], f))
+                 diagnose=_diagnose_block("residual", s, case.inputs.shape[-1], f),
+                 locate=_locate_block(n, s, "residual"))
 
 
 def check_bottleneck_block(bottleneck_block: Callable, cases: dict[str, Case] | str = REFERENCE_FILE) -> None:
@@ -87,7 +127,8 @@ def check_bottleneck_block(bottleneck_block: Callable, cases: dict[str, Case] | 
         f, s, n = case.meta["filters"], case.meta["stride"], case.meta["name"]
         run_case(lambda x, f=f, s=s, n=n: bottleneck_block(x, f, stride=s, name=n), case,
                  what=f"bottleneck_block(x, {f}, stride={s}, name={n!r})",
-                 diagnose=_diagnose_block("bottleneck", s, case.inputs.shape[-1], 4 * f))
+                 diagnose=_diagnose_block("bottleneck", s, case.inputs.shape[-1], 4 * f),
+                 locate=_locate_block(n, s, "bottleneck"))
 
 
 def check_dense_block(dense_block: Callable, cases: dict[str, Case] | str = REFERENCE_FILE) -> None:
@@ -95,19 +136,26 @@ def check_dense_block(dense_block: Callable, cases: dict[str, Case] | str = REFE
         k, g, n = case.meta["num_layers"], case.meta["growth_rate"], case.meta["name"]
         run_case(lambda x, k=k, g=g, n=n: dense_block(x, k, g, name=n), case,
                  what=f"dense_block(x, {k}, {g}, name={n!r})",
-                 diagnose=_diagnose_dense(g, k, case.inputs.shape[-1]))
+                 diagnose=_diagnose_dense(g, k, case.inputs.shape[-1]),
+                 locate=_locate_dense(n, k))
 
 
 def make_cases(residual_block: Callable, bottleneck_block: Callable, dense_block: Callable) -> list[Case]:
     """Reference cases from the solution's blocks (seeded inputs, weights, BN statistics)."""
     cases = []
     for seed, (case, shape, f, s, n) in enumerate(RESIDUAL_CASES, start=300):
+        probes = _block_probes(n, "residual", s != 1 or shape[-1] != f)
         cases.append(reference_case(case, lambda x, f=f, s=s, n=n: residual_block(x, f, stride=s, name=n),
-                                    shape, {"filters": f, "stride": s, "name": n}, seed, weight_scale=1.0))
+                                    shape, {"filters": f, "stride": s, "name": n}, seed, weight_scale=1.0,
+                                    probe_layers=probes))
     for seed, (case, shape, f, s, n) in enumerate(BOTTLENECK_CASES, start=400):
+        probes = _block_probes(n, "bottleneck", s != 1 or shape[-1] != 4 * f)
         cases.append(reference_case(case, lambda x, f=f, s=s, n=n: bottleneck_block(x, f, stride=s, name=n),
-                                    shape, {"filters": f, "stride": s, "name": n}, seed, weight_scale=1.0))
+                                    shape, {"filters": f, "stride": s, "name": n}, seed, weight_scale=1.0,
+                                    probe_layers=probes))
     for seed, (case, shape, k, g, n) in enumerate(DENSE_CASES, start=500):
+        probes = tuple(f"{n}_layer{i}_conv" for i in range(1, k + 1))
         cases.append(reference_case(case, lambda x, k=k, g=g, n=n: dense_block(x, k, g, name=n),
-                                    shape, {"num_layers": k, "growth_rate": g, "name": n}, seed, weight_scale=1.0))
+                                    shape, {"num_layers": k, "growth_rate": g, "name": n}, seed, weight_scale=1.0,
+                                    probe_layers=probes))
     return cases
