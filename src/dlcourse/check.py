@@ -88,7 +88,7 @@ def autograde_gates(course: Course, assignment: str, timeout: float = 1800) -> l
         shutil.rmtree(scratch.root, ignore_errors=True)
     auto = [q for q in result.questions if not _is_manual(q, rows["solution"])]
     sol, untouched = rows["solution"], rows["untouched"]
-    lost = [q for q in auto if (sol.questions.get(q) or 0) < _max_points(course, assignment, q)]
+    lost = [q for q in auto if (sol.questions.get(q) or 0) < sol.question_max.get(q, 0)]
     gained = [q for q in auto if (untouched.questions.get(q) or 0) > 0]
     def detail(row, problems: list[str], what: str) -> str:
         if not row.status.startswith("graded"):
@@ -105,13 +105,6 @@ def autograde_gates(course: Course, assignment: str, timeout: float = 1800) -> l
 
 def _is_manual(question: str, row) -> bool:
     return question in row.questions and row.questions[question] is None
-
-
-def _max_points(course: Course, assignment: str, question: str) -> float:
-    from dlcourse.notebooks import cells_by_grade_id, nbgrader_meta
-
-    cell = cells_by_grade_id(read_notebook(course.source_notebook(assignment)))[question]
-    return float(nbgrader_meta(cell).get("points", 0))
 
 
 def lecture_gate(course: Course) -> list[Gate]:
