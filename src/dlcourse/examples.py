@@ -33,10 +33,10 @@ def submissions_dir(course: Course, assignment: str) -> Path:
 def reference_handins(course: Course, assignment: str) -> list[Path]:
     """The solution's trained files a perfect submission hands in (notebook metadata)."""
     from dlcourse.errors import CourseError
-    from dlcourse.validate import handin_files
+    from dlcourse.validate import handin_names
 
     paths = []
-    for name in handin_files(read_notebook(course.source_notebook(assignment))):
+    for name in handin_names(read_notebook(course.source_notebook(assignment))):
         path = course.solutions / assignment / name
         if not path.is_file():
             raise CourseError(f"{path} is missing: run the solution notebook to train and save it")

@@ -44,17 +44,6 @@ def enable_determinism() -> None:
     tf.config.experimental.enable_op_determinism()
 
 
-def disable_tf32() -> None:
-    """Keep float32 matrix products in full float32 on GPUs (no TF32 rounding).
-
-    Reference outputs are computed in float32; TF32 (10-bit mantissa) on
-    Ampere-or-newer GPUs would move results by about 1e-3 relative.
-    """
-    import tensorflow as tf
-
-    tf.config.experimental.enable_tensor_float_32_execution(False)
-
-
 def setup(seed: int = DEFAULT_SEED, deterministic: bool = True) -> None:
     """Quiet logs, full float32, seeded generators and (by default) deterministic ops."""
     quiet_logs()
@@ -62,6 +51,8 @@ def setup(seed: int = DEFAULT_SEED, deterministic: bool = True) -> None:
 
     # TensorFlow resets its Python logger when imported in a Jupyter kernel.
     tf.get_logger().setLevel(logging.ERROR)
+    from dlcourse.grading.policy import disable_tf32  # the numeric policy lives there
+
     disable_tf32()
     if deterministic:
         enable_determinism()

@@ -45,7 +45,7 @@ def _last_line(error: str) -> str:
     return lines[-1] if lines else "failed"
 
 
-def handin_files(nb) -> list[str]:
+def handin_names(nb) -> list[str]:
     """Files the notebook asks the student to hand in (metadata ``dlcourse.handin``)."""
     return list(nb.metadata.get("dlcourse", {}).get("handin", []))
 
@@ -108,7 +108,7 @@ def validate(path: str | Path) -> ValidationReport:
         if (gid := grade_id(cell)) and nbgrader_meta(cell).get("grade")
         and cell.cell_type == "code" and gid not in failed_ids
     ]
-    for name in handin_files(nb):
+    for name in handin_names(nb):
         try:
             report.handin.append(check_handin(path.parent, name))
         except CourseError as exc:
