@@ -6,11 +6,12 @@ work from the repository root with this file; the `course` command uses it too.
 
 import os
 
-from nbconvert.preprocessors import ClearMetadataPreprocessor
+from nbconvert.preprocessors import ClearMetadataPreprocessor, CSSHTMLHeaderPreprocessor
 from nbgrader.preprocessors import (
     AssignLatePenalties,
     CheckCellMetadata,
     Execute,
+    GetGrades,
     IgnorePattern,
     LimitOutput,
     SaveAutoGrades,
@@ -69,4 +70,16 @@ c.Autograde.autograde_preprocessors = [
     SaveAutoGrades,
     AssignLatePenalties,
     CheckCellMetadata,
+]
+
+# Deleted test cells: nbgrader's own OverwriteCells.add_missing_cells fails on
+# cells whose nbgrader metadata has no grade_id (nbgrader 0.9.6); `course grade`
+# puts deleted test cells back itself (dlcourse.tamper.restore_deleted_tests)
+# before nbgrader overwrites every test cell from the gradebook.
+
+# Feedback shows that hidden tests ran and what failed, not their source.
+c.GenerateFeedback.preprocessors = [
+    GetGrades,
+    nbgrader_plugins.HideHiddenTests,
+    CSSHTMLHeaderPreprocessor,
 ]

@@ -19,7 +19,7 @@ from dlcourse.notebooks import (
     solution_namespace,
     strip_markers,
 )
-from dlcourse.submissions import import_folder
+from dlcourse.submissions import import_folder, import_submissions
 
 SOURCE = notebook([
     cell("code", "import math", "setup", locked=True),
@@ -139,7 +139,7 @@ def test_import_folder_rejects_empty_and_missing(tmp_path):
     with pytest.raises(CourseError, match="holds no <student>/ folders"):
         import_folder(course, "a", tmp_path / "empty")
     with pytest.raises(CourseError, match="does not exist"):
-        import_folder(course, "a", tmp_path / "nope")
+        import_submissions(course, "a", tmp_path / "nope")
 
 
 def test_course_lists_assignments_and_rejects_unknown(tmp_path):

@@ -1,26 +1,35 @@
-"""Autograde one submission in a child process, with a wall-clock limit.
+"""Grade one submission in a private, confined working folder.
 
-A child process per submission keeps one student's crash or hang from
-stopping the batch: the whole process group (nbgrader and its kernel) is
-killed when the limit is reached. Run as a module it is that child.
+For each submission the trusted parent builds a throw-away folder holding a
+minimal nbgrader course (configuration, the assignment's hidden files, a copy
+of the submission and a private gradebook) and, beside it, a *challenge* for
+:mod:`dlcourse.verify`. Two confined children run side by side under one
+wall-clock deadline and one memory budget: nbgrader's autograde of the
+notebook, and the repetition of the hidden tests outside the kernel. Nothing
+here writes to the course; :mod:`dlcourse.grade` merges the results.
+
+Run as a module it is the autograde child (inside the confinement).
 """
 
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
+import shutil
 import sys
-import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from dlcourse.course import Course
-from dlcourse.errors import CourseError
-from dlcourse.notebooks import read_notebook
+import nbformat
 
-#: Environment of the grading process and so of the student's kernel.
+from dlcourse import sandbox
+from dlcourse.course import CONFIG_NAME, Course
+from dlcourse.errors import CourseError
+from dlcourse.nbgrader_plugins import handin_files, hidden_files
+from dlcourse.notebooks import read_notebook
+from dlcourse.tamper import restore_deleted_tests, scan_notebook
+from dlcourse.verify import Verdict, judge_outputs, write_challenge
+
+#: Environment of the grading children and so of the student's kernel.
 QUIET_ENV = {
     "TF_CPP_MIN_LOG_LEVEL": "3",
     # oneDNN's fused CPU kernels change round-off from run to run and print a
@@ -32,16 +41,30 @@ QUIET_ENV = {
 
 
 @dataclass
+class Limits:
+    timeout: float
+    memory_bytes: int | None
+    isolation: sandbox.Isolation
+
+
+@dataclass
 class Outcome:
     student: str
     ok: bool
     reason: str = ""
     seconds: float = 0.0
+    peak_memory: int = 0
+    findings: list[str] = field(default_factory=list)
+    verdicts: list[Verdict] = field(default_factory=list)
+    workdir: Path | None = None  # private folder with the autograded notebook and gradebook
+
+    @property
+    def private_course(self) -> Path | None:
+        return self.workdir / "course" if self.workdir else None
 
 
-def precheck(course: Course, assignment: str, student: str) -> str | None:
+def precheck(notebook: Path, assignment: str) -> str | None:
     """A reason the submission cannot be graded at all, found without running it."""
-    notebook = course.submitted / student / assignment / f"{assignment}.ipynb"
     if not notebook.exists():
         return f"no {assignment}.ipynb in the submission"
     try:
@@ -51,31 +74,70 @@ def precheck(course: Course, assignment: str, student: str) -> str | None:
     return None
 
 
-def autograde_student(course: Course, assignment: str, student: str, timeout: float) -> Outcome:
-    """Autograde one student's submission; never raises for a bad submission."""
-    start = time.monotonic()
-    reason = precheck(course, assignment, student)
+def prepare(course: Course, assignment: str, student: str, template_db: Path, workdir: Path) -> None:
+    """The private course (config, hidden files, the submission, a gradebook) and the challenge."""
+    private = workdir / "course"
+    (private / "solutions" / assignment).mkdir(parents=True)
+    shutil.copyfile(course.root / CONFIG_NAME, private / CONFIG_NAME)
+    source = course.solutions / assignment
+    for path in hidden_files(source):
+        target = private / "solutions" / assignment / path.relative_to(source)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, target)
+    submitted = course.submitted / student / assignment
+    shutil.copytree(submitted, private / "submitted" / student / assignment,
+                    ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
+    shutil.copyfile(template_db, private / "gradebook.db")
+    notebook = private / "submitted" / student / assignment / f"{assignment}.ipynb"
+    nb = read_notebook(notebook)
+    if restore_deleted_tests(nb, read_notebook(course.source_notebook(assignment))):
+        nbformat.write(nb, notebook)
+    write_challenge(course, assignment, submitted / f"{assignment}.ipynb", handin_files(submitted),
+                    workdir / "verify")
+
+
+def _last_json(text: str) -> dict | None:
+    for line in reversed(text.strip().splitlines()):
+        try:
+            value = json.loads(line)
+        except ValueError:
+            continue
+        return value if isinstance(value, dict) else None
+    return None
+
+
+def grade_submission(course: Course, assignment: str, student: str, template_db: Path, workdir: Path,
+                     limits: Limits) -> Outcome:
+    """Autograde and verify one submission in ``workdir``; never raises for a bad submission."""
+    submitted = course.submitted / student / assignment
+    reason = precheck(submitted / f"{assignment}.ipynb", assignment)
     if reason:
-        return Outcome(student, False, reason, 0.0)
-    cmd = [sys.executable, "-m", "dlcourse.autograde", str(course.root), assignment, student]
-    env = {**os.environ, **QUIET_ENV}
-    proc = subprocess.Popen(
-        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        start_new_session=True, env=env, cwd=course.root,
-    )
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.communicate()
-        return Outcome(student, False, f"time limit of {timeout:g} s exceeded", timeout)
-    seconds = time.monotonic() - start
-    try:
-        result = json.loads(out.strip().splitlines()[-1])
-    except (ValueError, IndexError):
-        tail = (err.strip().splitlines() or ["no output"])[-1]
-        return Outcome(student, False, f"grading process died (exit {proc.returncode}): {tail}", seconds)
-    return Outcome(student, bool(result["success"]), result.get("reason", ""), seconds)
+        return Outcome(student, False, reason)
+    findings = scan_notebook(read_notebook(submitted / f"{assignment}.ipynb"),
+                             read_notebook(course.source_notebook(assignment)))
+    prepare(course, assignment, student, template_db, workdir)
+    private, verify_dir = workdir / "course", workdir / "verify"
+    env = sandbox.child_env(workdir, QUIET_ENV)
+    python = sys.executable
+    jobs = [(sandbox.confined([python, "-m", "dlcourse.autograde", str(private), assignment, student],
+                              private, limits.isolation), private),
+            (sandbox.confined([python, "-m", "dlcourse.verify", str(verify_dir)], verify_dir, limits.isolation),
+             verify_dir)]
+    graded, verified = sandbox.run_limited(jobs, env, limits.timeout, limits.memory_bytes)
+    outcome = Outcome(student, False, seconds=max(graded.seconds, verified.seconds),
+                      peak_memory=graded.peak_memory, findings=findings, workdir=workdir)
+    if graded.limit:
+        outcome.reason = graded.limit
+        return outcome
+    result = _last_json(graded.stdout)
+    if result is None:
+        tail = (graded.stderr.strip().splitlines() or ["no output"])[-1]
+        outcome.reason = f"grading process died (exit {graded.returncode}): {tail[:200]}"
+        return outcome
+    outcome.ok = bool(result.get("success"))
+    outcome.reason = str(result.get("reason", ""))
+    outcome.verdicts = judge_outputs(course, assignment, verify_dir)
+    return outcome
 
 
 def _worker(root: str, assignment: str, student: str) -> int:

@@ -51,7 +51,13 @@ def cmd_release(args: argparse.Namespace) -> int:
 
 def _print_progress(index: int, total: int, outcome) -> None:
     state = "graded" if outcome.ok else f"FAILED ({outcome.reason})"
-    print(f"[{index}/{total}] {outcome.student}: {state} in {outcome.seconds:.1f} s", flush=True)
+    extra = ""
+    failed = [v.test_id for v in outcome.verdicts if not v.passed]
+    if outcome.findings:
+        extra += f"; {len(outcome.findings)} tampering finding(s)"
+    print(f"[{index}/{total}] {outcome.student}: {state} in {outcome.seconds:.1f} s, "
+          f"{outcome.peak_memory / 2**30:.1f} GB{extra}"
+          + (f"; outside the kernel failed: {', '.join(failed)}" if failed else ""), flush=True)
 
 
 def cmd_grade(args: argparse.Namespace) -> int:
@@ -62,14 +68,25 @@ def cmd_grade(args: argparse.Namespace) -> int:
     course = Course.find()
     course.require_assignment(args.assignment)
     source = Path(args.source) if args.source else None
-    result = grade(course, args.assignment, source, timeout=args.timeout, progress=_print_progress)
+    result = grade(course, args.assignment, source, timeout=args.timeout, progress=_print_progress,
+                   workers=args.workers, memory_gb=args.memory, force=args.force, db=args.db)
+    if result.warning:
+        print(f"warning: {result.warning}", file=sys.stderr)
     if result.imported:
         for line in result.imported.renamed:
             print(f"renamed: {line}")
         for line in result.imported.unplaced:
             print(f"not imported: {line}")
+        for student in result.imported.late:
+            print(f"late: {student}")
+    if result.skipped:
+        print(f"already graded, unchanged (use --force to regrade): {', '.join(result.skipped)}")
     _console().print(score_table(result.assignment, result.questions, result.rows))
-    print(f"grades: {result.csv_path}\nper question: {result.questions_csv_path}")
+    for row in result.rows:
+        for finding in row.findings:
+            print(f"tampering: {row.student}: {finding}")
+    print(f"grades: {result.csv_path}\nper question: {result.questions_csv_path}\n"
+          f"LMS import: {result.lms_csv_path}")
     print(f"feedback: {course.feedback}/<student>/{args.assignment}/")
     return 0
 
@@ -181,9 +198,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("grade", help="autograde every submission of an assignment")
     p.add_argument("assignment")
-    p.add_argument("--from", dest="source", metavar="PATH", help="folder of <student>/<files> to import first")
+    p.add_argument("--from", dest="source", metavar="PATH",
+                   help="folder of <student>/<files>, or an LMS zip download, to import first")
     p.add_argument("--timeout", type=float, default=1800, metavar="SECONDS",
                    help="wall-clock limit of one whole submission (default 1800)")
+    p.add_argument("--workers", type=int, default=1, metavar="N", help="submissions graded at once (default 1)")
+    p.add_argument("--memory", type=float, default=4.0, metavar="GB",
+                   help="resident memory limit of one submission (default 4)")
+    p.add_argument("--force", action="store_true", help="regrade submissions already graded and unchanged")
+    p.add_argument("--db", metavar="URL", help="gradebook database URL (default: nbgrader's SQLite file; "
+                                               "e.g. postgresql://user@host/db)")
     p.set_defaults(func=cmd_grade)
 
     p = sub.add_parser("validate", help="run a notebook's visible tests and check hand-in files")

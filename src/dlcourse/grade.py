@@ -1,20 +1,28 @@
-"""`course grade`: import, autograde every submission, feedback, CSV and a table."""
+"""`course grade`: import, autograde every submission (confined, in parallel), verify,
+merge into the gradebook, write feedback, CSVs and a table.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
+import shutil
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from dlcourse import nbgrader_api
-from dlcourse.autograde import Outcome, autograde_student
+from dlcourse import gradebook, nbgrader_api, sandbox
+from dlcourse.autograde import Limits, Outcome, grade_submission
 from dlcourse.course import Course
 from dlcourse.errors import CourseError
-from dlcourse.reports import StudentScore, collect_scores, write_csvs
-from dlcourse.submissions import ImportReport, import_folder
+from dlcourse.reports import StudentScore, collect_scores, write_csvs, write_lms_csv
+from dlcourse.submissions import ImportReport, import_submissions
+from dlcourse.verify import Verdict
 
 DEFAULT_TIMEOUT = 1800.0
+DEFAULT_MEMORY_GB = 4.0
 
 
 @dataclass
@@ -24,11 +32,105 @@ class GradeResult:
     rows: list[StudentScore]
     csv_path: Path
     questions_csv_path: Path
+    lms_csv_path: Path
     imported: ImportReport | None
+    skipped: list[str] = field(default_factory=list)
+    warning: str = ""
 
 
 def db_url(course: Course) -> str:
     return nbgrader_api.load_config(course).CourseDirectory.db_url
+
+
+def submission_digest(course: Course, assignment: str, student: str) -> str:
+    """Fingerprint of what was submitted and of the assignment it is graded against."""
+    digest = hashlib.sha256()
+    for folder in (course.submitted / student / assignment, course.solutions / assignment):
+        for path in sorted(p for p in folder.rglob("*") if p.is_file() and ".ipynb_checkpoints" not in p.parts):
+            digest.update(str(path.relative_to(folder)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def _record_path(course: Course, assignment: str, student: str) -> Path:
+    return course.grades / "records" / assignment / f"{student}.json"
+
+
+def _read_record(course: Course, assignment: str, student: str) -> dict | None:
+    try:
+        return json.loads(_record_path(course, assignment, student).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _outcome_from_record(record: dict) -> Outcome:
+    return Outcome(record["student"], record["ok"], record.get("reason", ""), record.get("seconds", 0.0),
+                   record.get("peak_memory", 0), record.get("findings", []),
+                   [Verdict(**v) for v in record.get("verdicts", [])])
+
+
+def _write_record(course: Course, assignment: str, outcome: Outcome, digest: str, overridden: list[str]) -> None:
+    path = _record_path(course, assignment, outcome.student)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    record = {"student": outcome.student, "ok": outcome.ok, "reason": outcome.reason,
+              "seconds": round(outcome.seconds, 2), "peak_memory": outcome.peak_memory,
+              "findings": outcome.findings, "verdicts": [asdict(v) for v in outcome.verdicts],
+              "overridden": overridden, "digest": digest}
+    path.write_text(json.dumps(record, indent=1))
+
+
+def _autograded_scores(private_url: str, assignment: str, student: str) -> dict[str, tuple[float, float]]:
+    from nbgrader.api import Gradebook
+
+    with Gradebook(private_url) as gb:
+        submission = gb.find_submission(assignment, student)
+        return {g.name: (float(g.auto_score or 0.0), float(g.max_score))
+                for nb in submission.notebooks for g in nb.grades if not g.needs_manual_grade}
+
+
+def trusted_overrides(outcome: Outcome, scores: dict[str, tuple[float, float]]) -> list[gradebook.Override]:
+    """Where the kernel said pass but the repeat outside it failed, the kernel cannot be trusted.
+
+    An honest notebook gives the same verdict in both places (same code, same
+    inputs). A disagreement zeroes every test cell of that function
+    (``test_<function>*``), since the same tampering may have passed its
+    visible tests too; a failed hand-in model check zeroes that cell.
+    """
+    overrides = []
+    for verdict in outcome.verdicts:
+        got, _max = scores.get(verdict.test_id, (0.0, 0.0))
+        if verdict.passed or got == 0:
+            continue
+        function = verdict.function
+        cells = [c for c in scores if c == verdict.test_id or (
+            function and (c == f"test_{function}" or c.startswith(f"test_{function}_")))]
+        why = f"passed inside the notebook but not when repeated outside it ({verdict.message})"
+        overrides += [gradebook.Override(c, 0.0, why) for c in cells if scores[c][0] > 0]
+    return overrides
+
+
+def _merge(course: Course, assignment: str, outcome: Outcome, main_url: str) -> list[str]:
+    """Bring a finished submission into the course; returns the cells whose grade was overridden."""
+    student = outcome.student
+    if not outcome.ok:
+        gradebook.record_failure(main_url, assignment, student, outcome.reason)
+        return []
+    private = outcome.private_course
+    private_url = f"sqlite:///{private / 'gradebook.db'}"
+    overrides = trusted_overrides(outcome, _autograded_scores(private_url, assignment, student))
+    gradebook.merge_submission(private_url, main_url, assignment, student, overrides,
+                               flagged=bool(overrides or outcome.findings))
+    target = course.autograded / student / assignment
+    if target.exists():
+        shutil.rmtree(target)
+    shutil.copytree(private / "autograded" / student / assignment, target,
+                    ignore=shutil.ignore_patterns(".home", ".stdout", ".stderr"))
+    return sorted({o.cell for o in overrides})
+
+
+def register(course: Course, assignment: str, url: str) -> None:
+    """Put the assignment (notebooks, grade cells, points) into the gradebook at ``url``."""
+    with tempfile.TemporaryDirectory(prefix="dlcourse-register-") as tmp:
+        nbgrader_api.generate_assignment(course, assignment, release_dir=Path(tmp), db_url=url)
 
 
 def grade(
@@ -37,37 +139,86 @@ def grade(
     source: Path | None = None,
     timeout: float = DEFAULT_TIMEOUT,
     progress: Callable[[int, int, Outcome], None] | None = None,
+    workers: int = 1,
+    memory_gb: float | None = DEFAULT_MEMORY_GB,
+    force: bool = False,
+    db: str | None = None,
 ) -> GradeResult:
     """Grade every submission of ``assignment`` in the course's submitted/ folder."""
     course.require_assignment(assignment)
     if timeout <= 0:
         raise CourseError(f"--timeout must be positive, got {timeout:g}")
-    imported = import_folder(course, assignment, source) if source is not None else None
+    if workers < 1:
+        raise CourseError(f"--workers must be at least 1, got {workers}")
+    if memory_gb is not None and memory_gb <= 0:
+        raise CourseError(f"--memory must be positive, got {memory_gb:g}")
+    imported = import_submissions(course, assignment, source) if source is not None else None
     students = course.student_ids(assignment)
     if not students:
         raise CourseError(
             f"no submissions of {assignment} in {course.submitted} (import some with --from PATH)"
         )
-    url = db_url(course)
-    # Register the assignment (notebooks, grade cells, points) in the gradebook
-    # without touching assignments/.
-    with tempfile.TemporaryDirectory(prefix="dlcourse-register-") as tmp:
-        nbgrader_api.generate_assignment(course, assignment, release_dir=Path(tmp), db_url=url)
+    main_url = db or db_url(course)
+    _check_db(main_url)
+    register(course, assignment, main_url)
+    isolation = sandbox.detect()
+    limits = Limits(timeout, int(memory_gb * 2**30) if memory_gb else None, isolation)
 
-    outcomes = []
-    for index, student in enumerate(students, start=1):
-        outcome = autograde_student(course, assignment, student, timeout)
-        outcomes.append(outcome)
-        if progress:
-            progress(index, len(students), outcome)
+    digests = {s: submission_digest(course, assignment, s) for s in students}
+    todo, skipped = [], []
+    for student in students:
+        record = _read_record(course, assignment, student)
+        if not force and record and record.get("digest") == digests[student]:
+            skipped.append(student)
+        else:
+            todo.append(student)
 
-    feedback_api = nbgrader_api.api(course)
-    for outcome in outcomes:
-        if outcome.ok:
-            result = feedback_api.generate_feedback(assignment, outcome.student, force=True)
-            if not result["success"]:
-                outcome.reason = "feedback failed: " + nbgrader_api.failure_reason(result)
+    outcomes: dict[str, Outcome] = {s: _outcome_from_record(_read_record(course, assignment, s)) for s in skipped}
+    feedback_api = nbgrader_api.api(course, CourseDirectory={"db_url": main_url})
+    with tempfile.TemporaryDirectory(prefix="dlcourse-grade-") as tmp:
+        template = Path(tmp) / "template.db"
+        register(course, assignment, f"sqlite:///{template}")
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            futures = {pool.submit(grade_submission, course, assignment, s, template, Path(tmp) / s, limits): s
+                       for s in todo}
+            for index, future in enumerate(as_completed(futures), start=1):
+                student = futures[future]
+                outcome = future.result()
+                overridden = _merge(course, assignment, outcome, main_url)
+                if outcome.ok:
+                    result = feedback_api.generate_feedback(assignment, student, force=True)
+                    if not result["success"]:
+                        outcome.reason = "feedback failed: " + nbgrader_api.failure_reason(result)
+                _write_record(course, assignment, outcome, digests[student], overridden)
+                if outcome.workdir:
+                    shutil.rmtree(outcome.workdir, ignore_errors=True)
+                outcomes[student] = outcome
+                if progress:
+                    progress(index, len(todo), outcome)
 
-    questions, rows = collect_scores(url, assignment, outcomes)
+    ordered = [outcomes[s] for s in students]
+    questions, rows = collect_scores(main_url, assignment, ordered)
+    for row, outcome in zip(rows, ordered, strict=True):
+        record = _read_record(course, assignment, outcome.student) or {}
+        row.findings = outcome.findings
+        row.overridden = record.get("overridden", [])
     totals, per_question = write_csvs(course.grades, assignment, questions, rows)
-    return GradeResult(assignment, questions, rows, totals, per_question, imported)
+    lms = write_lms_csv(course.grades, main_url)
+    return GradeResult(assignment, questions, rows, totals, per_question, lms, imported, skipped,
+                       isolation.warning)
+
+
+def _check_db(url: str) -> None:
+    """A clear one-line error for a database URL that cannot be used."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
+
+    try:
+        engine = create_engine(url)
+        with engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+    except (ArgumentError, NoSuchModuleError) as exc:
+        raise CourseError(f"--db: {url!r} is not a usable database URL ({exc})") from None
+    except (OperationalError, ImportError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CourseError(f"--db: cannot connect to {url!r}: {first}") from None

@@ -101,3 +101,39 @@ class StderrIsNotFailure(Preprocessor):
             if out.output_type == "stream" and out.name == "stderr":
                 out.name = "stdout"
         return cell, resources
+
+
+class HideHiddenTests(Preprocessor):
+    """Feedback preprocessor: students see that hidden tests ran and their verdict, not the tests.
+
+    nbgrader's feedback shows the autograded notebook as it ran, hidden-test
+    source included. Here each hidden region is replaced by a one-line marker,
+    and an error raised in such a cell keeps only its last line (exception type
+    and message, which say what is wrong) -- the traceback would quote the
+    hidden lines.
+    """
+
+    enabled = Bool(True, help="nbconvert preprocessors are off unless enabled").tag(config=True)
+    begin = "### BEGIN HIDDEN TESTS"
+    end = "### END HIDDEN TESTS"
+    marker = "# (hidden tests: they ran when this notebook was graded)"
+
+    def preprocess_cell(
+        self, cell: NotebookNode, resources: dict, index: int
+    ) -> tuple[NotebookNode, dict]:
+        if cell.cell_type != "code" or self.begin not in cell.source:
+            return cell, resources
+        kept, hidden = [], False
+        for line in cell.source.splitlines():
+            if self.begin in line:
+                hidden = True
+                kept.append(line[: len(line) - len(line.lstrip())] + self.marker)
+            elif self.end in line:
+                hidden = False
+            elif not hidden:
+                kept.append(line)
+        cell.source = "\n".join(kept)
+        for out in cell.get("outputs", []):
+            if out.output_type == "error":
+                out.traceback = [f"{out.ename}: {out.evalue}"]
+        return cell, resources

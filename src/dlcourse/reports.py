@@ -20,6 +20,8 @@ class StudentScore:
     status: str = "graded"
     questions: dict[str, float | None] = field(default_factory=dict)
     question_max: dict[str, float] = field(default_factory=dict)
+    findings: list[str] = field(default_factory=list)  # suspected tampering, from the static scan
+    overridden: list[str] = field(default_factory=list)  # cells the trusted repeat set to 0
 
 
 def collect_scores(db_url: str, assignment: str, outcomes: list[Outcome]) -> tuple[list[str], list[StudentScore]]:
@@ -69,9 +71,10 @@ def write_csvs(folder: Path, assignment: str, questions: list[str], rows: list[S
     totals = folder / f"{assignment}.csv"
     with totals.open("w", newline="") as fh:
         writer = csv.writer(fh)
-        writer.writerow(["student_id", "assignment", "score", "max_score", "status"])
+        writer.writerow(["student_id", "assignment", "score", "max_score", "status", "set_to_zero", "tampering"])
         for row in rows:
-            writer.writerow([row.student, assignment, f"{row.score:g}", f"{row.max_score:g}", row.status])
+            writer.writerow([row.student, assignment, f"{row.score:g}", f"{row.max_score:g}", row.status,
+                             " ".join(row.overridden), " | ".join(row.findings)])
     per_question = folder / f"{assignment}_questions.csv"
     with per_question.open("w", newline="") as fh:
         writer = csv.writer(fh)
@@ -80,6 +83,25 @@ def write_csvs(folder: Path, assignment: str, questions: list[str], rows: list[S
             cells = ["" if row.questions.get(q) is None else f"{row.questions[q]:g}" for q in questions]
             writer.writerow([row.student, *cells, f"{row.score:g}", f"{row.max_score:g}"])
     return totals, per_question
+
+
+def write_lms_csv(folder: Path, db_url: str) -> Path:
+    """``grades.csv``: one row per student, score and maximum of every assignment, for an LMS import."""
+    from dlcourse.gradebook import assignment_scores
+
+    assignments, scores = assignment_scores(db_url)
+    path = folder / "grades.csv"
+    folder.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["student_id", *(c for name, _ in assignments for c in (name, f"{name} max"))])
+        for student in sorted(scores):
+            cells = []
+            for name, maximum in assignments:
+                value = scores[student].get(name)
+                cells += ["" if value is None else f"{value:g}", f"{maximum:g}"]
+            writer.writerow([student, *cells])
+    return path
 
 
 def score_table(assignment: str, questions: list[str], rows: list[StudentScore], detail_limit: int = 8):
@@ -116,6 +138,11 @@ def score_table(assignment: str, questions: list[str], rows: list[StudentScore],
     totals.add_column("score", justify="right")
     totals.add_column("status", overflow="fold")
     for row in rows:
-        totals.add_row(row.student, f"{row.score:g}/{row.max_score:g}", row.status)
+        status = row.status
+        if row.overridden:
+            status += "; set to 0 (passed only inside the notebook): " + ", ".join(row.overridden)
+        if row.findings:
+            status += f"; {len(row.findings)} tampering finding(s)"
+        totals.add_row(row.student, f"{row.score:g}/{row.max_score:g}", status)
     parts.append(totals)
     return Group(*parts)

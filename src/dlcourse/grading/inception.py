@@ -8,7 +8,7 @@ from functools import partial
 
 import numpy as np
 
-from dlcourse.grading.models import reference_case, run_case
+from dlcourse.grading.models import build_and_predict, reference_case, run_case
 from dlcourse.grading.policy import TOLERANCE, relative_error
 from dlcourse.grading.references import Case, load_cases
 
@@ -80,6 +80,19 @@ def diagnose_module(got: np.ndarray, expected: np.ndarray, filters) -> list[str]
             hints.append(f"{branch} branch differs: the 1x1 {branch}_reduce convolution (with ReLU) feeds "
                          f"the {branch} convolution; check both, and padding='same'")
     return hints
+
+
+def produce_inception_module(inception_module: Callable, case: Case) -> np.ndarray:
+    """The student's module output for ``case`` (reference weights), not compared."""
+    filters, name = tuple(case.meta["filters"]), case.meta["name"]
+    return build_and_predict(lambda x: inception_module(x, filters, name), case,
+                             f"inception_module(x, {filters}, {name!r})")[1]
+
+
+def produce_auxiliary_classifier(auxiliary_classifier: Callable, case: Case) -> np.ndarray:
+    classes, name = case.meta["num_classes"], case.meta["name"]
+    return build_and_predict(lambda x: auxiliary_classifier(x, classes, name), case,
+                             f"auxiliary_classifier(x, {classes}, {name!r})")[1]
 
 
 def check_inception_module(inception_module: Callable, cases: dict[str, Case] | str = REFERENCE_FILE) -> None:

@@ -52,15 +52,20 @@ def compare_probes(model, case: Case) -> dict[str, bool]:
             for name, want in case.probes.items()}
 
 
+def build_and_predict(build: Callable, case: Case, what: str):
+    """The student's model for ``case`` with its reference weights, and its output (no comparison)."""
+    model = wrap(build, case.inputs.shape[1:], what)
+    load_reference_weights(model, case.weights, what=what)
+    return model, np.asarray(model(case.inputs, training=False))
+
+
 def run_case(build: Callable, case: Case, what: str, diagnose=None, locate=None) -> float:
     """Build, load the case's reference weights by name, compare in inference mode.
 
     ``locate(matches)`` turns the inner-layer comparison (layer name -> equal to
     the solution's) into hints naming the wrong part; it runs only on failure.
     """
-    model = wrap(build, case.inputs.shape[1:], what)
-    load_reference_weights(model, case.weights, what=what)
-    got = np.asarray(model(case.inputs, training=False))
+    model, got = build_and_predict(build, case, what)
     if locate is not None and case.probes:
         def diagnose_with_probes(g, e, _diagnose=diagnose):
             hints = locate(compare_probes(model, case))

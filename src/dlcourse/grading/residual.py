@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from dlcourse.grading.models import reference_case, run_case
+from dlcourse.grading.models import build_and_predict, reference_case, run_case
 from dlcourse.grading.policy import TOLERANCE, relative_error
 from dlcourse.grading.references import Case, load_cases
 
@@ -111,6 +111,25 @@ def _block_probes(name: str, kind: str, projection: bool) -> tuple[str, ...]:
 
 def _load(cases: dict[str, Case] | str) -> dict[str, Case]:
     return load_cases(cases) if isinstance(cases, str) else cases
+
+
+def produce_residual_block(residual_block: Callable, case: Case) -> np.ndarray:
+    """The student's block output for ``case`` (reference weights), not compared."""
+    f, s, n = case.meta["filters"], case.meta["stride"], case.meta["name"]
+    return build_and_predict(lambda x: residual_block(x, f, stride=s, name=n), case,
+                             f"residual_block(x, {f}, stride={s}, name={n!r})")[1]
+
+
+def produce_bottleneck_block(bottleneck_block: Callable, case: Case) -> np.ndarray:
+    f, s, n = case.meta["filters"], case.meta["stride"], case.meta["name"]
+    return build_and_predict(lambda x: bottleneck_block(x, f, stride=s, name=n), case,
+                             f"bottleneck_block(x, {f}, stride={s}, name={n!r})")[1]
+
+
+def produce_dense_block(dense_block: Callable, case: Case) -> np.ndarray:
+    k, g, n = case.meta["num_layers"], case.meta["growth_rate"], case.meta["name"]
+    return build_and_predict(lambda x: dense_block(x, k, g, name=n), case,
+                             f"dense_block(x, {k}, {g}, name={n!r})")[1]
 
 
 def check_residual_block(residual_block: Callable, cases: dict[str, Case] | str = REFERENCE_FILE) -> None:

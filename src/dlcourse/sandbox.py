@@ -1,0 +1,183 @@
+"""Run untrusted grading work in a confined child process with time and memory limits.
+
+Confinement uses bubblewrap (Debian package ``bubblewrap``) when it is present
+and works: the child and everything it starts (nbgrader's client and the
+student's kernel) get a new network namespace with only loopback (the kernel
+and its client still talk over it), a new PID namespace that dies with the
+child, and a file-system view of the Python installation (read-only) plus the
+submission's own working folder; the course, the other submissions, the
+gradebook and the home folder are not there. Without bubblewrap the child runs
+unconfined and :func:`detect` says so in one warning line.
+
+Limits are watched from outside: wall-clock time for the whole child, and the
+summed resident memory of its process tree. An address-space rlimit would be
+simpler but TensorFlow reserves several GiB of address space at import, so it
+cannot express "2 GiB of real memory".
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import sysconfig
+import time
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+import psutil
+
+POLL_SECONDS = 0.2
+
+
+@dataclass(frozen=True)
+class Isolation:
+    kind: str  # "bubblewrap" or "none"
+    warning: str = ""
+
+
+@cache
+def detect() -> Isolation:
+    """Which confinement this machine offers; tried once per process."""
+    bwrap = shutil.which("bwrap")
+    if not bwrap:
+        return Isolation("none", "bubblewrap (bwrap) not found: submissions run without network and "
+                                 "file-system isolation; install Debian's 'bubblewrap' package to confine them")
+    probe = subprocess.run([bwrap, *_bwrap_args(Path("/tmp")), "true"], capture_output=True, text=True)
+    if probe.returncode != 0:
+        reason = (probe.stderr.strip().splitlines() or ["unknown error"])[-1]
+        return Isolation("none", f"bubblewrap cannot create namespaces here ({reason}): submissions run "
+                                 "without network and file-system isolation")
+    return Isolation("bubblewrap")
+
+
+def _readable_roots() -> list[Path]:
+    """What the child must read: the system, the interpreter, the environment, dlcourse."""
+    import dlcourse
+
+    system = [Path(p) for p in ("/usr", "/bin", "/lib", "/lib64", "/etc", "/sbin") if Path(p).exists()]
+    python = {Path(sys.base_prefix), Path(sys.prefix), Path(sys.executable).parent}
+    python |= {Path(sysconfig.get_paths()[k]) for k in ("stdlib", "platstdlib", "purelib", "platlib")}
+    python.add(Path(dlcourse.__file__).resolve().parents[1])
+    with contextlib.suppress(Exception):  # the bundled data sets, wherever they are
+        from dlcourse.data.paths import data_dir
+
+        python.add(data_dir())
+    python = {p.resolve() for p in python if p.exists()}
+    python = {p for p in python if not any(p == s or s in p.parents for s in system)}
+    # Nested roots are covered by their parents.
+    return system + sorted(p for p in python if not any(q != p and q in p.parents for q in python))
+
+
+def _bwrap_args(workdir: Path) -> list[str]:
+    args = ["--unshare-net", "--unshare-pid", "--unshare-ipc", "--die-with-parent", "--new-session",
+            "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
+    for root in _readable_roots():
+        args += ["--ro-bind", str(root), str(root)]
+    args += ["--bind", str(workdir), str(workdir), "--chdir", str(workdir)]
+    return args
+
+
+def confined(cmd: list[str], workdir: Path, isolation: Isolation) -> list[str]:
+    """``cmd`` wrapped so that it only sees ``workdir`` (read-write) and the Python it needs."""
+    if isolation.kind != "bubblewrap":
+        return cmd
+    return ["bwrap", *_bwrap_args(Path(workdir).resolve()), *cmd]
+
+
+def child_env(workdir: Path, extra: dict[str, str]) -> dict[str, str]:
+    """Environment for a confined child: home, caches and Jupyter's runtime files in ``workdir``."""
+    home = Path(workdir) / ".home"
+    home.mkdir(exist_ok=True)
+    keep = {k: v for k, v in os.environ.items()
+            if k in ("PATH", "LANG", "LC_ALL", "TZ", "PYTHONPATH", "OMP_NUM_THREADS", "DLCOURSE_DATA")}
+    return {**keep, "HOME": str(home), "JUPYTER_RUNTIME_DIR": str(home / "runtime"),
+            "JUPYTER_DATA_DIR": str(home / "data"), "IPYTHONDIR": str(home / "ipython"),
+            "MPLCONFIGDIR": str(home / "mpl"), "KERAS_HOME": str(home / "keras"),
+            "JUPYTER_PLATFORM_DIRS": "1", "PYTHONDONTWRITEBYTECODE": "1", **extra}
+
+
+@dataclass
+class Finished:
+    returncode: int | None
+    stdout: str
+    stderr: str
+    seconds: float
+    peak_memory: int  # bytes, summed resident memory of the process tree
+    limit: str = ""  # why it was stopped: "" when it ended by itself
+
+
+def _tree_rss(root: psutil.Process) -> int:
+    total = 0
+    try:
+        procs = [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return 0
+    for proc in procs:
+        with contextlib.suppress(psutil.Error):
+            total += proc.memory_info().rss
+    return total
+
+
+def _kill_tree(proc: subprocess.Popen) -> None:
+    try:
+        children = psutil.Process(proc.pid).children(recursive=True)
+    except psutil.Error:
+        children = []
+    for target in children:
+        with contextlib.suppress(psutil.Error):
+            target.kill()
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+def run_limited(jobs: list[tuple[list[str], Path]], env: dict[str, str], timeout: float,
+                memory_bytes: int | None) -> list[Finished]:
+    """Run ``(cmd, cwd)`` jobs side by side under one deadline and one memory budget.
+
+    The budget is the summed resident memory of all their process trees; when a
+    limit is reached every job is killed and each result names the limit.
+    Never raises for what the children do.
+    """
+    start = time.monotonic()
+    peak = 0
+    limit = ""
+    procs, files = [], []
+    for cmd, cwd in jobs:
+        out, err = open(Path(cwd) / ".stdout", "w"), open(Path(cwd) / ".stderr", "w")  # noqa: SIM115
+        files.append((out, err))
+        procs.append(subprocess.Popen(cmd, cwd=cwd, env=env, stdout=out, stderr=err, stdin=subprocess.DEVNULL,
+                                      start_new_session=True))
+    watched = [psutil.Process(p.pid) for p in procs]
+    ended = [0.0] * len(procs)
+    while any(p.poll() is None for p in procs):
+        elapsed = time.monotonic() - start
+        for i, proc in enumerate(procs):
+            if proc.returncode is not None and not ended[i]:
+                ended[i] = elapsed
+        rss = sum(_tree_rss(w) for w, p in zip(watched, procs, strict=True) if p.returncode is None)
+        peak = max(peak, rss)
+        if elapsed > timeout:
+            limit = f"time limit of {timeout:g} s exceeded"
+        elif memory_bytes and rss > memory_bytes:
+            limit = f"memory limit of {memory_bytes / 2**30:g} GB exceeded ({rss / 2**30:.1f} GB resident)"
+        if limit:
+            for proc in procs:
+                if proc.poll() is None:
+                    _kill_tree(proc)
+            break
+        time.sleep(POLL_SECONDS)
+    total = time.monotonic() - start
+    results = []
+    for i, ((_cmd, cwd), proc, (out, err)) in enumerate(zip(jobs, procs, files, strict=True)):
+        out.close()
+        err.close()
+        results.append(Finished(proc.returncode, (Path(cwd) / ".stdout").read_text(errors="replace"),
+                                (Path(cwd) / ".stderr").read_text(errors="replace"),
+                                ended[i] or total, peak, limit))
+    return results

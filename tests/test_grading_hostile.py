@@ -1,0 +1,208 @@
+"""A hostile class, graded through the real runner (`dlcourse.grade.grade`, real nbgrader).
+
+Two batches, each graded once per module with two workers:
+- the one-function ``tiny`` course: hang, kernel crash, memory hog, broken JSON,
+  syntax error, edited and deleted test cells, an attempt to reach the network
+  and the course folder -- beside honest submissions whose scores must not move;
+- the ``inception`` assignment: wrong code dressed up by monkeypatching the
+  grading library or IPython's error handling, and a cell reading hidden files.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+
+import nbformat
+import pytest
+from nbfactory import tiny_course, tiny_submission
+from nbformat.v4 import new_code_cell
+
+from dlcourse import sandbox
+from dlcourse.course import scratch_course
+from dlcourse.examples import reference_handins, submissions_dir
+from dlcourse.grade import grade
+from dlcourse.notebooks import grade_id, read_notebook, replace_cell_sources
+
+pytestmark = pytest.mark.slow
+
+WRONG = "def double(x):\n    return x + 1"
+HOG = ("import numpy as np\nhog = []\nfor _ in range(64):\n"
+       "    hog.append(np.ones(2**26))  # 512 MB each, touched\n")
+
+
+def _add_cell(nb, source: str, after: str):
+    index = [grade_id(c) for c in nb.cells].index(after) + 1
+    nb.cells.insert(index, new_code_cell(source))
+    return nb
+
+
+def _edit(nb, gid: str, source: str):
+    for cell in nb.cells:
+        if grade_id(cell) == gid:
+            cell.source = source
+    return nb
+
+
+def _write(folder, student: str, nb_or_text, name: str) -> None:
+    (folder / student).mkdir(parents=True)
+    target = folder / student / name
+    if isinstance(nb_or_text, str):
+        target.write_text(nb_or_text)
+    else:
+        nbformat.write(nb_or_text, target)
+
+
+@pytest.fixture(scope="module")
+def tiny_batch(tmp_path_factory):
+    root = tmp_path_factory.mktemp("hostile")
+    course = tiny_course(root / "course")
+    probe = ("import os, socket\ntry:\n    socket.create_connection(('1.1.1.1', 53), timeout=3)\n"
+             "    print('NETWORK open')\nexcept OSError:\n    print('NETWORK blocked')\n"
+             f"print('COURSE', 'visible' if os.path.exists({str(course.solutions)!r}) else 'hidden')\n"
+             f"print('HOME', 'visible' if os.path.exists({str(root)!r}) else 'hidden')")
+    cases = {
+        "good": tiny_submission(course),
+        "wrong": tiny_submission(course, WRONG),
+        "hang": tiny_submission(course, "import time\ntime.sleep(10_000)\n" + WRONG),
+        "crash": tiny_submission(course, "import os\nos._exit(3)"),
+        "memory": tiny_submission(course, HOG + WRONG),
+        "notjson": '{"cells": [',
+        "syntax": tiny_submission(course, "def double(x)\n    return 2 * x"),
+        "edited": _edit(tiny_submission(course, WRONG), "test_double", "pass"),
+        "deleted": tiny_submission(course, WRONG),
+        "escape": _add_cell(tiny_submission(course), probe, "double"),
+        "good2": tiny_submission(course),
+    }
+    cases["deleted"].cells = [c for c in cases["deleted"].cells if grade_id(c) != "test_double"]
+    incoming = root / "incoming"
+    for student, nb in cases.items():
+        _write(incoming, student, nb, "tiny.ipynb")
+    originals = {p: p.read_bytes() for p in incoming.rglob("*") if p.is_file()}
+    result = grade(course, "tiny", incoming, timeout=40, workers=2, memory_gb=1.5)
+    return course, incoming, originals, {r.student: r for r in result.rows}
+
+
+def test_honest_scores_do_not_move(tiny_batch):
+    _course, _incoming, _originals, rows = tiny_batch
+    assert rows["good"].score == rows["good2"].score == 2
+    assert rows["escape"].score == 2, rows["escape"].status
+    assert rows["wrong"].score == 0 and rows["wrong"].status.startswith("graded")
+
+
+@pytest.mark.parametrize(("student", "reason"), [
+    ("hang", "time limit of 40 s exceeded"),
+    ("memory", "memory limit of 1.5 GB exceeded"),
+    ("notjson", "not a valid notebook"),
+])
+def test_failures_are_recorded_with_a_reason(tiny_batch, student, reason):
+    course, *_rest, rows = tiny_batch
+    assert rows[student].score == 0
+    assert reason in rows[student].status
+    with open(course.grades / "tiny.csv") as fh:
+        line = next(r for r in csv.DictReader(fh) if r["student_id"] == student)
+    assert line["score"] == "0" and reason in line["status"]
+    from nbgrader.api import Gradebook
+
+    with Gradebook(f"sqlite:///{course.root / 'gradebook.db'}") as gb:
+        submission = gb.find_submission("tiny", student)
+        assert submission.score == 0
+        comments = [c.auto_comment for nb in submission.notebooks for c in nb.comments]
+        assert any(reason in (c or "") for c in comments)
+
+
+def test_kernel_crash_and_syntax_error_score_zero(tiny_batch):
+    *_rest, rows = tiny_batch
+    assert rows["crash"].score == 0 and rows["syntax"].score == 0
+
+
+def test_edited_and_deleted_tests_are_restored_and_reported(tiny_batch):
+    *_rest, rows = tiny_batch
+    assert rows["edited"].score == 0, "the edited test cell must run as released"
+    assert rows["deleted"].score == 0, "the deleted test cell must be put back and fail"
+    assert any("test_double was edited" in f for f in rows["edited"].findings)
+    assert any("test_double was deleted" in f for f in rows["deleted"].findings)
+
+
+def test_submissions_are_confined(tiny_batch):
+    if sandbox.detect().kind != "bubblewrap":
+        pytest.skip(sandbox.detect().warning)
+    course, *_rest = tiny_batch
+    nb = read_notebook(course.autograded / "escape" / "tiny" / "tiny.ipynb")
+    text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
+    assert "NETWORK blocked" in text and "COURSE hidden" in text and "HOME hidden" in text, text
+
+
+def test_originals_untouched_and_regrading_is_idempotent(tiny_batch):
+    course, incoming, originals, rows = tiny_batch
+    assert {p: p.read_bytes() for p in incoming.rglob("*") if p.is_file()} == originals
+    again = grade(course, "tiny", timeout=40, workers=2, memory_gb=1.5)
+    assert sorted(again.skipped) == sorted(rows), "unchanged submissions are not graded twice"
+    assert {r.student: r.score for r in again.rows} == {s: r.score for s, r in rows.items()}
+    forced = grade(course, "tiny", timeout=40, workers=2, memory_gb=1.5, force=True)
+    honest = ("good", "good2", "wrong", "syntax", "edited", "deleted", "escape", "notjson")
+    assert {s: r.score for s, r in ((r.student, r) for r in forced.rows) if s in honest} == \
+        {s: rows[s].score for s in honest}
+    with open(course.grades / "grades.csv") as fh:
+        lms = {r["student_id"]: r for r in csv.DictReader(fh)}
+    assert lms["good"]["tiny"] == "2" and lms["good"]["tiny max"] == "3" and lms["hang"]["tiny"] == "0"
+
+
+@pytest.fixture(scope="module")
+def inception_batch(repo_course, tmp_path_factory):
+    root = tmp_path_factory.mktemp("tamper")
+    course = scratch_course(repo_course, root / "course")
+    perfect = read_notebook(submissions_dir(repo_course, "inception") / "perfect" / "inception.ipynb")
+    wrong_source = (repo_course.root / "examples/inception/partly_wrong/inception_module.py").read_text()
+    wrong = replace_cell_sources(perfect, {"inception_module": wrong_source})
+    patch_library = ("import dlcourse.grading.models as _m\nimport numpy as np\n"
+                     "_m.assert_matches = lambda *args, **kwargs: 0.0\nnp.allclose = lambda *a, **k: True")
+    swallow = "get_ipython().set_custom_exc((BaseException,), lambda *args, **kwargs: None)"
+    peek = "import numpy as np\nprint(len(np.load('hidden_inception_refs.npz').files))"
+    cases = {
+        "perfect": perfect,
+        "patched": _add_cell(nbformat.from_dict(json.loads(json.dumps(wrong))), patch_library, "inception_module"),
+        "swallowed": _add_cell(nbformat.from_dict(json.loads(json.dumps(wrong))), swallow, "inception_module"),
+        "peeking": _add_cell(nbformat.from_dict(json.loads(json.dumps(perfect))), peek, "inception_module"),
+    }
+    incoming = root / "incoming"
+    for student, nb in cases.items():
+        _write(incoming, student, nb, "inception.ipynb")
+        for path in reference_handins(repo_course, "inception"):
+            shutil.copyfile(path, incoming / student / path.name)
+    result = grade(course, "inception", incoming, timeout=600, workers=2)
+    return course, {r.student: r for r in result.rows}
+
+
+@pytest.mark.parametrize("student", ["patched", "swallowed"])
+def test_tampering_does_not_pay(inception_batch, student):
+    _course, rows = inception_batch
+    row, perfect = rows[student], rows["perfect"]
+    assert perfect.score == 24 and not perfect.overridden and not perfect.findings
+    assert row.questions["test_inception_module_reference"] == 0
+    assert row.score <= 19, "no more than the same wrong module handed in honestly (examples' partly_wrong)"
+    assert row.findings, "the tampering is reported"
+
+
+def test_a_pass_only_inside_the_kernel_is_overridden(inception_batch):
+    _course, rows = inception_batch
+    # Patching the grading library does fool the kernel; the repeat outside it does not.
+    assert set(rows["patched"].overridden) == {"test_inception_module", "test_inception_module_reference"}
+
+
+def test_reading_hidden_files_is_reported(inception_batch):
+    _course, rows = inception_batch
+    assert rows["peeking"].score == 24
+    assert any("hidden files" in f for f in rows["peeking"].findings)
+
+
+def test_feedback_holds_no_hidden_tests(inception_batch):
+    course, _rows = inception_batch
+    folder = course.feedback / "patched" / "inception"
+    html = (folder / "inception.html").read_text()
+    assert "hidden tests: they ran" in html
+    for secret in ("BEGIN HIDDEN TESTS", "check_inception_module", "check_accuracy", "hidden_ct_test",
+                   "load_cases"):
+        assert secret not in html, secret
+    assert not [p.name for p in folder.iterdir() if p.name.startswith("hidden_")]
