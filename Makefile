@@ -54,8 +54,8 @@ release: $(STAMP)
 	$(COURSE) release
 
 grade: $(STAMP)
-	@test -n "$(A)" || { echo "usage: make grade A=<assignment> [FROM=<folder or zip>]"; exit 2; }
-	$(COURSE) grade $(A) $(if $(FROM),--from $(FROM))
+	@test -n "$(A)" || { echo "usage: make grade A=<assignment> [FROM=<folder or zip>] [WORKERS=<n>]"; exit 2; }
+	$(COURSE) grade $(A) $(if $(FROM),--from $(FROM)) $(if $(WORKERS),--workers $(WORKERS))
 
 check: $(STAMP)
 	$(COURSE) check

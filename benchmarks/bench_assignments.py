@@ -3,7 +3,7 @@
 1. Each solution notebook end to end (training included), as a student runs it.
 2. Autograding one submission that hands in its model file (`course grade`).
 
-Targets (2 CPU cores): (1) at most 180 s, (2) at most 60 s.
+Targets (2 CPU cores): (1) at most 180 s (unet, which trains a U-Net: 240 s), (2) at most 60 s.
 Usage: .venv/bin/python benchmarks/bench_assignments.py [--repeat N] [ASSIGNMENT ...]
 """
 
@@ -55,9 +55,11 @@ def main() -> None:
     course = Course.find(Path(__file__).parent)
     rows = [("solution notebook end to end (s)", run_solution, 180.0),
             ("autograde one submission with its model (s)", grade_one, 60.0)]
+    longer = {("unet", "solution notebook end to end (s)"): 240.0}
     print(f"{'assignment':<11} {'measurement':<46} {'median':>7} {'min':>7} {'max':>7} {'target':>7}  runs")
     for assignment in args.assignments or course.assignment_ids():
         for label, fn, target in rows:
+            target = longer.get((assignment, label), target)
             times = [fn(course, assignment) for _ in range(args.repeat)]
             print(f"{assignment:<11} {label:<46} {statistics.median(times):7.1f} {min(times):7.1f} "
                   f"{max(times):7.1f} {target:7.0f}  {args.repeat}", flush=True)

@@ -26,7 +26,7 @@ from dlcourse.mutants import (
 from dlcourse.notebooks import fill_solutions, nbgrader_meta, read_notebook, replace_cell_sources
 
 pytestmark = pytest.mark.slow
-ASSIGNMENTS = ["inception", "residual"]
+ASSIGNMENTS = ["inception", "residual", "lstm", "unet"]
 
 
 @pytest.mark.parametrize("assignment", ASSIGNMENTS)
@@ -35,7 +35,9 @@ def test_catalogue_is_large_enough(repo_course, assignment):
     mutants = Counter(i.grade_id for i in impls if not i.correct)
     correct = Counter(i.grade_id for i in impls if i.correct)
     minimum = {"inception": {"inception_module": (8, 2), "auxiliary_classifier": (3, 2)},
-               "residual": {"residual_block": (8, 2), "bottleneck_block": (3, 2), "dense_block": (3, 2)}}
+               "residual": {"residual_block": (8, 2), "bottleneck_block": (3, 2), "dense_block": (3, 2)},
+               "lstm": {"sigmoid": (2, 2), "lstm_cell_forward": (8, 2), "lstm_forward": (5, 2)},
+               "unet": {"build_unet": (8, 2), "receptive_field": (4, 2), "dice_coefficient": (4, 2)}}
     for grade_id, (wrong, right) in minimum[assignment].items():
         assert mutants[grade_id] >= wrong and correct[grade_id] >= right, grade_id
 

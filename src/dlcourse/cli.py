@@ -49,15 +49,46 @@ def cmd_release(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_progress(index: int, total: int, outcome) -> None:
+def _outcome_line(outcome) -> str:
     state = "graded" if outcome.ok else f"FAILED ({outcome.reason})"
-    extra = ""
     failed = [v.test_id for v in outcome.verdicts if not v.passed]
-    if outcome.findings:
-        extra += f"; {len(outcome.findings)} tampering finding(s)"
-    print(f"[{index}/{total}] {outcome.student}: {state} in {outcome.seconds:.1f} s, "
-          f"{outcome.peak_memory / 2**30:.1f} GB{extra}"
-          + (f"; outside the kernel failed: {', '.join(failed)}" if failed else ""), flush=True)
+    extra = f"; {len(outcome.findings)} tampering finding(s)" if outcome.findings else ""
+    return (f"{outcome.student}: {state} in {outcome.seconds:.1f} s, {outcome.peak_memory / 2**30:.1f} GB{extra}"
+            + (f"; failed when repeated outside the kernel: {', '.join(failed)}" if failed else ""))
+
+
+def _print_progress(index: int, total: int, outcome) -> None:
+    print(f"[{index}/{total}] {_outcome_line(outcome)}", flush=True)
+
+
+class _ProgressBar:
+    """A rich progress bar with one line per finished submission above it."""
+
+    def __init__(self, console) -> None:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
+        self.bar = Progress(TextColumn("grading"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                            console=console, transient=True)
+        self.task = None
+
+    def started(self, students: list[str]) -> None:
+        self.bar.start()
+        self.task = self.bar.add_task("grading", total=len(students))
+
+    def update(self, index: int, total: int, outcome) -> None:
+        style = "green" if outcome.ok and not outcome.findings else "red" if not outcome.ok else "yellow"
+        self.bar.console.print(f"[{index}/{total}] {_outcome_line(outcome)}", style=style, markup=False,
+                               highlight=False)
+        self.bar.advance(self.task)
+
+    def stop(self) -> None:
+        self.bar.stop()
 
 
 def cmd_grade(args: argparse.Namespace) -> int:
@@ -68,8 +99,13 @@ def cmd_grade(args: argparse.Namespace) -> int:
     course = Course.find()
     course.require_assignment(args.assignment)
     source = Path(args.source) if args.source else None
-    result = grade(course, args.assignment, source, timeout=args.timeout, progress=_print_progress,
-                   workers=args.workers, memory_gb=args.memory, force=args.force, db=args.db)
+    bar = _ProgressBar(_console())
+    try:
+        result = grade(course, args.assignment, source, timeout=args.timeout, progress=bar.update,
+                       started=bar.started, workers=args.workers, memory_gb=args.memory, force=args.force,
+                       db=args.db)
+    finally:
+        bar.stop()
     if result.warning:
         print(f"warning: {result.warning}", file=sys.stderr)
     if result.imported:

@@ -348,22 +348,48 @@ def plot_unrolled_rnn(steps: int = 4) -> Figure:
 
 
 def _lstm_gate_traces(layer: keras.layers.Layer, sequence: np.ndarray) -> dict[str, np.ndarray]:
-    """Gate activations of a Keras LSTM layer over one sequence (time, features)."""
-    kernel, recurrent, bias = (np.asarray(w, dtype=np.float64) for w in layer.get_weights())
-    units = recurrent.shape[0]
-    h, c = np.zeros(units), np.zeros(units)
-    out: dict[str, list[np.ndarray]] = {k: [] for k in ("input", "forget", "output", "cell")}
-    def sigmoid(z: np.ndarray) -> np.ndarray:
-        return 1.0 / (1.0 + np.exp(-z))
+    """Gate activations of a Keras LSTM layer over one sequence (time, features).
 
-    for x_t in np.asarray(sequence, dtype=np.float64):
-        z = x_t @ kernel + h @ recurrent + bias
-        i, f, g, o = (z[k * units:(k + 1) * units] for k in range(4))
-        i, f, o, g = sigmoid(i), sigmoid(f), sigmoid(o), np.tanh(g)
-        c = f * c + i * g
-        h = o * np.tanh(c)
-        for key, value in zip(out, (i, f, o, c), strict=True):
+    Everything is measured on Keras's own ``LSTMCell`` with the layer's weights,
+    one step at a time from the real trajectory (h, c): the gates are not
+    re-derived from the equations. The cell state is affine in c_prev with slope
+    f, so f is the change of c_t when c_prev grows by 1; a copy of the cell whose
+    candidate is pinned to 1 gives c_t = i from c_prev = 0; one with candidate
+    and input gate pinned to 1 gives c_t = 1, hence h_t = o * tanh(1).
+    """
+    import keras
+
+    weights = [np.asarray(w, dtype=np.float32) for w in layer.get_weights()]
+    units = weights[1].shape[0]
+
+    def cell_with(pinned_blocks: tuple[int, ...]) -> keras.layers.Layer:
+        kernel, recurrent, bias = (w.copy() for w in weights)
+        for block in pinned_blocks:  # zero weights, large bias: the block's activation saturates at 1
+            cols = slice(block * units, (block + 1) * units)
+            kernel[:, cols], recurrent[:, cols], bias[cols] = 0.0, 0.0, 30.0
+        cell = keras.layers.LSTMCell(units, activation=layer.activation,
+                                     recurrent_activation=layer.recurrent_activation)
+        cell.build((None, kernel.shape[0]))
+        cell.set_weights([kernel, recurrent, bias])
+        return cell
+
+    # Keras's gate blocks are [input | forget | candidate | output].
+    real, candidate_one, candidate_and_input_one = cell_with(()), cell_with((2,)), cell_with((0, 2))
+    h, c = np.zeros((1, units), np.float32), np.zeros((1, units), np.float32)
+    out: dict[str, list[np.ndarray]] = {k: [] for k in ("input", "forget", "output", "cell")}
+    for x_t in np.asarray(sequence, dtype=np.float32):
+        x2 = np.repeat(x_t[None], 2, axis=0)
+        h2, c2 = np.concatenate([h, h]), np.concatenate([c, c + 1.0])
+        h_next, (_, c_next) = real(x2, [h2, c2])
+        c_next = keras.ops.convert_to_numpy(c_next)
+        _, (_, c_i) = candidate_one(x2[:1], [h, np.zeros_like(c)])
+        h_o, _ = candidate_and_input_one(x2[:1], [h, np.zeros_like(c)])
+        forget = c_next[1] - c_next[0]
+        gates = (keras.ops.convert_to_numpy(c_i)[0], forget,
+                 keras.ops.convert_to_numpy(h_o)[0] / np.tanh(1.0), c_next[0])
+        for key, value in zip(out, gates, strict=True):
             out[key].append(value)
+        h, c = keras.ops.convert_to_numpy(h_next)[:1], c_next[:1]
     return {k: np.stack(v) for k, v in out.items()}
 
 

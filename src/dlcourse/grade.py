@@ -139,6 +139,7 @@ def grade(
     source: Path | None = None,
     timeout: float = DEFAULT_TIMEOUT,
     progress: Callable[[int, int, Outcome], None] | None = None,
+    started: Callable[[list[str]], None] | None = None,
     workers: int = 1,
     memory_gb: float | None = DEFAULT_MEMORY_GB,
     force: bool = False,
@@ -174,6 +175,8 @@ def grade(
             todo.append(student)
 
     outcomes: dict[str, Outcome] = {s: _outcome_from_record(_read_record(course, assignment, s)) for s in skipped}
+    if started:
+        started(todo)
     feedback_api = nbgrader_api.api(course, CourseDirectory={"db_url": main_url})
     with tempfile.TemporaryDirectory(prefix="dlcourse-grade-") as tmp:
         template = Path(tmp) / "template.db"

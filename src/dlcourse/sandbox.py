@@ -155,11 +155,14 @@ def run_limited(jobs: list[tuple[list[str], Path]], env: dict[str, str], timeout
                                       start_new_session=True))
     watched = [psutil.Process(p.pid) for p in procs]
     ended = [0.0] * len(procs)
-    while any(p.poll() is None for p in procs):
+    while True:
+        running = [p.poll() is None for p in procs]
         elapsed = time.monotonic() - start
-        for i, proc in enumerate(procs):
-            if proc.returncode is not None and not ended[i]:
+        for i, alive in enumerate(running):
+            if not alive and not ended[i]:
                 ended[i] = elapsed
+        if not any(running):
+            break
         rss = sum(_tree_rss(w) for w, p in zip(watched, procs, strict=True) if p.returncode is None)
         peak = max(peak, rss)
         if elapsed > timeout:

@@ -54,7 +54,8 @@ def write_challenge(course: Course, assignment: str, notebook: Path, handins: li
     solution_ids = {g for g, c in source_cells.items() if c.cell_type == "code" and nbgrader_meta(c).get("solution")}
     # Every code solution cell, in the student's order: a contract function may
     # call the student's other functions (lstm_forward its lstm_cell_forward).
-    spec: dict = {"setup": strip_markers(source_cells["setup"].source), "checks": [], "handins": [],
+    setup = source_cells.get("setup")
+    spec: dict = {"setup": strip_markers(setup.source) if setup else "", "checks": [], "handins": [],
                   "cells": [[gid, c.source] for c in read_notebook(notebook).cells
                             if (gid := grade_id(c)) in solution_ids and c.cell_type == "code"]}
     for ref in reference_sets(assignment):
