@@ -63,6 +63,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 # stays visible in the feedback, as ordinary output.
 c.Autograde.autograde_preprocessors = [
     Execute,
+    nbgrader_plugins.StopStudentProcesses,
     IgnorePattern,
     nbgrader_plugins.StderrIsNotFailure,
     ClearMetadataPreprocessor,

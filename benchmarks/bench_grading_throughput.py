@@ -101,24 +101,26 @@ def main() -> None:
     os.environ.update(QUIET_ENV)
     course = Course.find(Path(__file__).parent)
     assignments = args.assignments or course.assignment_ids()
+    header = (f"{'run':<26} {'wall (s)':>9} {'s/submission':>13} {'throughput vs nbgrader':>23} "
+              f"{'over raw':>9} {'peak/worker':>12}")
     with tempfile.TemporaryDirectory(prefix="bench-grading-") as tmp:
         tmp = Path(tmp)
         folders = make_batch(course, assignments, args.per_assignment, tmp / "batch")
         count = sum(len(list(f.iterdir())) for f in folders.values())
-        raw = sum(raw_seconds(course, a, s) for a, f in folders.items() for s in f.iterdir()
-                  if not s.name.startswith("broken"))
+        print(f"{count} submissions ({args.per_assignment} per assignment: {', '.join(assignments)}), "
+              f"{os.cpu_count()} CPU cores", flush=True)
+        print(header, flush=True)
+        raw = sum(raw_seconds(course, a, s) for a, f in folders.items() for s in f.iterdir())
         plain = plain_nbgrader(course, folders, tmp / "plain")
-        w1, peak1 = course_grade(course, folders, tmp / "w1", 1)
-        w2, peak2 = course_grade(course, folders, tmp / "w2", 2)
-    print(f"{count} submissions ({args.per_assignment} per assignment: {', '.join(assignments)}), "
-          f"{os.cpu_count()} CPU cores")
-    print(f"{'run':<26} {'wall (s)':>9} {'s/submission':>13} {'throughput vs nbgrader':>23} "
-          f"{'over raw':>9} {'peak/worker':>12}")
-    rows = [("raw nbclient execution", raw, None), ("plain nbgrader autograde", plain, None),
-            ("course grade --workers 1", w1, peak1), ("course grade --workers 2", w2, peak2)]
-    for label, wall, peak in rows:
-        print(f"{label:<26} {wall:9.1f} {wall / count:13.2f} {plain / wall:22.2f}x {wall / raw - 1:8.0%} "
-              f"{'' if peak is None else f'{peak / 2**30:.2f} GiB':>12}")
+
+        def row(label: str, wall: float, peak: int | None = None) -> None:
+            print(f"{label:<26} {wall:9.1f} {wall / count:13.2f} {plain / wall:22.2f}x {wall / raw - 1:8.0%} "
+                  f"{'' if peak is None else f'{peak / 2**30:.2f} GiB':>12}", flush=True)
+
+        row("raw nbclient execution", raw)
+        row("plain nbgrader autograde", plain)
+        row("course grade --workers 1", *course_grade(course, folders, tmp / "w1", 1))
+        row("course grade --workers 2", *course_grade(course, folders, tmp / "w2", 2))
     print("targets: workers 2 >= 1.50x nbgrader; workers 1 <= +15% over raw; <= 2 GiB per worker")
 
 

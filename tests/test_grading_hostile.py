@@ -28,6 +28,23 @@ from dlcourse.notebooks import grade_id, read_notebook, replace_cell_sources
 pytestmark = pytest.mark.slow
 
 WRONG = "def double(x):\n    return x + 1"
+#: A detached process that waits for nbgrader to save the scores, then raises them.
+DAEMON_CODE = """
+import os, sqlite3, time
+paths = [os.path.join(*(['..'] * up + ['gradebook.db'])) for up in range(6)]
+for _ in range(900):
+    time.sleep(0.1)
+    for path in paths:
+        try:
+            db = sqlite3.connect(path, timeout=1)
+            db.execute('UPDATE grade SET auto_score = 2 WHERE auto_score IS NOT NULL')
+            db.commit()
+            db.close()
+        except Exception:
+            pass
+"""
+DAEMON = (f"import subprocess, sys\nsubprocess.Popen([sys.executable, '-c', {DAEMON_CODE!r}], "
+          "start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)\n")
 HOG = ("import numpy as np\nhog = []\nfor _ in range(64):\n"
        "    hog.append(np.ones(2**26))  # 512 MB each, touched\n")
 
@@ -73,6 +90,7 @@ def tiny_batch(tmp_path_factory):
         "edited": _edit(tiny_submission(course, WRONG), "test_double", "pass"),
         "deleted": tiny_submission(course, WRONG),
         "escape": _add_cell(tiny_submission(course), probe, "double"),
+        "daemon": tiny_submission(course, DAEMON + WRONG),
         "good2": tiny_submission(course),
     }
     cases["deleted"].cells = [c for c in cases["deleted"].cells if grade_id(c) != "test_double"]
@@ -89,6 +107,11 @@ def test_honest_scores_do_not_move(tiny_batch):
     assert rows["good"].score == rows["good2"].score == 2
     assert rows["escape"].score == 2, rows["escape"].status
     assert rows["wrong"].score == 0 and rows["wrong"].status.startswith("graded")
+
+
+def test_no_student_process_outlives_the_kernel(tiny_batch):
+    *_rest, rows = tiny_batch
+    assert rows["daemon"].score == 0, "a detached process rewrote the gradebook after the kernel stopped"
 
 
 @pytest.mark.parametrize(("student", "reason"), [
@@ -141,7 +164,7 @@ def test_originals_untouched_and_regrading_is_idempotent(tiny_batch):
     assert sorted(again.skipped) == sorted(rows), "unchanged submissions are not graded twice"
     assert {r.student: r.score for r in again.rows} == {s: r.score for s, r in rows.items()}
     forced = grade(course, "tiny", timeout=40, workers=2, memory_gb=1.5, force=True)
-    honest = ("good", "good2", "wrong", "syntax", "edited", "deleted", "escape", "notjson")
+    honest = ("good", "good2", "wrong", "syntax", "edited", "deleted", "escape", "notjson", "daemon")
     assert {s: r.score for s, r in ((r.student, r) for r in forced.rows) if s in honest} == \
         {s: rows[s].score for s in honest}
     with open(course.grades / "grades.csv") as fh:

@@ -78,16 +78,7 @@ def _write_record(course: Course, assignment: str, outcome: Outcome, digest: str
     path.write_text(json.dumps(record, indent=1))
 
 
-def _autograded_scores(private_url: str, assignment: str, student: str) -> dict[str, tuple[float, float]]:
-    from nbgrader.api import Gradebook
-
-    with Gradebook(private_url) as gb:
-        submission = gb.find_submission(assignment, student)
-        return {g.name: (float(g.auto_score or 0.0), float(g.max_score))
-                for nb in submission.notebooks for g in nb.grades if not g.needs_manual_grade}
-
-
-def trusted_overrides(outcome: Outcome, scores: dict[str, tuple[float, float]]) -> list[gradebook.Override]:
+def trusted_overrides(outcome: Outcome, scores: dict[str, float]) -> list[gradebook.Override]:
     """Where the kernel said pass but the repeat outside it failed, the kernel cannot be trusted.
 
     An honest notebook gives the same verdict in both places (same code, same
@@ -97,14 +88,13 @@ def trusted_overrides(outcome: Outcome, scores: dict[str, tuple[float, float]]) 
     """
     overrides = []
     for verdict in outcome.verdicts:
-        got, _max = scores.get(verdict.test_id, (0.0, 0.0))
-        if verdict.passed or got == 0:
+        if verdict.passed or not scores.get(verdict.test_id):
             continue
         function = verdict.function
         cells = [c for c in scores if c == verdict.test_id or (
             function and (c == f"test_{function}" or c.startswith(f"test_{function}_")))]
         why = f"passed inside the notebook but not when repeated outside it ({verdict.message})"
-        overrides += [gradebook.Override(c, 0.0, why) for c in cells if scores[c][0] > 0]
+        overrides += [gradebook.Override(c, 0.0, why) for c in cells if scores[c] > 0]
     return overrides
 
 
@@ -116,14 +106,17 @@ def _merge(course: Course, assignment: str, outcome: Outcome, main_url: str) -> 
         return []
     private = outcome.private_course
     private_url = f"sqlite:///{private / 'gradebook.db'}"
-    overrides = trusted_overrides(outcome, _autograded_scores(private_url, assignment, student))
-    gradebook.merge_submission(private_url, main_url, assignment, student, overrides,
+    graded = private / "autograded" / student / assignment
+    notebooks = sorted(graded.glob("*.ipynb"))
+    scores = {cell: (score or 0.0) for nb in notebooks
+              for cell, score in gradebook.trusted_grades(main_url, assignment, nb).items()}
+    overrides = trusted_overrides(outcome, scores)
+    gradebook.merge_submission(private_url, main_url, assignment, student, notebooks, overrides,
                                flagged=bool(overrides or outcome.findings))
     target = course.autograded / student / assignment
     if target.exists():
         shutil.rmtree(target)
-    shutil.copytree(private / "autograded" / student / assignment, target,
-                    ignore=shutil.ignore_patterns(".home", ".stdout", ".stderr"))
+    shutil.copytree(graded, target, ignore=shutil.ignore_patterns(".home", ".stdout", ".stderr"))
     return sorted({o.cell for o in overrides})
 
 
@@ -161,7 +154,6 @@ def grade(
         )
     main_url = db or db_url(course)
     _check_db(main_url)
-    register(course, assignment, main_url)
     isolation = sandbox.detect()
     limits = Limits(timeout, int(memory_gb * 2**30) if memory_gb else None, isolation)
 
@@ -184,9 +176,14 @@ def grade(
         with ThreadPoolExecutor(max_workers=workers) as pool:
             futures = {pool.submit(grade_submission, course, assignment, s, template, Path(tmp) / s, limits): s
                        for s in todo}
+            # The course's gradebook is needed only when the first result comes back.
+            register(course, assignment, main_url)
             for index, future in enumerate(as_completed(futures), start=1):
                 student = futures[future]
-                outcome = future.result()
+                try:
+                    outcome = future.result()
+                except Exception as exc:  # a grader fault must not stop the batch
+                    outcome = Outcome(student, False, f"grader error: {type(exc).__name__}: {exc}")
                 overridden = _merge(course, assignment, outcome, main_url)
                 if outcome.ok:
                     result = feedback_api.generate_feedback(assignment, student, force=True)

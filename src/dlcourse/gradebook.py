@@ -52,36 +52,67 @@ def _remove_submission(url: str, assignment: str, student: str) -> None:
             gb.remove_submission(assignment, student)
 
 
-def merge_submission(private_url: str, main_url: str, assignment: str, student: str,
+def trusted_grades(main_url: str, assignment: str, notebook: Path) -> dict[str, float | None]:
+    """Each grade cell's automatic score, from the autograded notebook and the course's gradebook.
+
+    The private gradebook was writable while the student's code ran, so none of
+    its numbers are used: points, solution flags and checksums come from the
+    course's gradebook, and nbgrader's own rule (``determine_grade``) is applied
+    to the outputs nbgrader wrote after every student process had stopped.
+    None means "to be graded by hand"; a grade cell missing from the notebook
+    scores 0.
+    """
+    import copy
+
+    from nbgrader.utils import determine_grade
+
+    from dlcourse.notebooks import grade_id, read_notebook
+
+    nb = read_notebook(notebook)
+    with Gradebook(main_url) as gb:
+        row = gb.find_notebook(notebook.stem, assignment)
+        points = {c.name: float(c.max_score) for c in row.grade_cells}
+        solutions = {c.name for c in row.solution_cells}
+        checksums = {c.name: c.checksum for c in row.source_cells}
+        locked = {c.name: bool(c.locked) for c in row.source_cells}
+    scores: dict[str, float | None] = dict.fromkeys(points, 0.0)
+    for cell in nb.cells:
+        name = grade_id(cell)
+        if name not in points:
+            continue
+        trusted = copy.deepcopy(cell)
+        trusted.metadata["nbgrader"] = {"grade": True, "solution": name in solutions, "grade_id": name,
+                                        "points": points[name], "checksum": checksums.get(name),
+                                        "locked": locked.get(name, False)}
+        score, _max = determine_grade(trusted)
+        scores[name] = None if score is None else min(float(score), points[name])
+    return scores
+
+
+def merge_submission(private_url: str, main_url: str, assignment: str, student: str, notebooks: list[Path],
                      overrides: list[Override], flagged: bool) -> None:
-    """Copy one autograded submission from a private gradebook into the main one."""
+    """Record one autograded submission in the course's gradebook (trusted scores only)."""
     _quiet()
+    with Gradebook(private_url) as src:
+        timestamp = src.find_submission(assignment, student).timestamp
+    scores = {nb.stem: trusted_grades(main_url, assignment, nb) for nb in notebooks}
     _remove_submission(main_url, assignment, student)
-    with Gradebook(private_url) as src, Gradebook(main_url) as dst:
-        graded = src.find_submission(assignment, student)
-        dst.add_submission(assignment, student, timestamp=graded.timestamp)
-        by_cell = {o.cell: o for o in overrides}
-        for notebook in graded.notebooks:
-            target_nb = dst.find_submission_notebook(notebook.name, assignment, student)
+    by_cell = {o.cell: o for o in overrides}
+    notes = [f"{o.cell}: {o.why}" for o in overrides]
+    with Gradebook(main_url) as dst:
+        submission = dst.add_submission(assignment, student, timestamp=timestamp)
+        for target_nb in submission.notebooks:
             target_nb.flagged = flagged
-            for grade in notebook.grades:
-                target = dst.find_grade(grade.name, notebook.name, assignment, student)
-                target.auto_score = grade.auto_score
-                target.manual_score = grade.manual_score
-                target.extra_credit = grade.extra_credit
-                target.needs_manual_grade = grade.needs_manual_grade
+            nb_scores = scores.get(target_nb.name, {})
+            for grade in target_nb.grades:
+                score = nb_scores.get(grade.name, 0.0)
                 if grade.name in by_cell:
-                    target.auto_score = by_cell[grade.name].score
-                    target.manual_score = None
-                    target.needs_manual_grade = False
-            for comment in notebook.comments:
-                target = dst.find_comment(comment.name, notebook.name, assignment, student)
-                target.auto_comment = comment.auto_comment
-                target.manual_comment = comment.manual_comment
-            notes = [f"{o.cell}: {o.why}" for o in overrides]
-            if notes:
-                for comment in target_nb.comments:
-                    comment.auto_comment = "Grader: " + "; ".join(notes)
+                    score = by_cell[grade.name].score
+                grade.auto_score = score
+                grade.manual_score = None
+                grade.needs_manual_grade = score is None
+            for comment in target_nb.comments:
+                comment.auto_comment = ("Grader: " + "; ".join(notes)) if notes else None
         dst.db.commit()
 
 

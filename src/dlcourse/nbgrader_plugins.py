@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import os
 import shutil
@@ -137,3 +138,31 @@ class HideHiddenTests(Preprocessor):
             if out.output_type == "error":
                 out.traceback = [f"{out.ename}: {out.evalue}"]
         return cell, resources
+
+
+class StopStudentProcesses(Preprocessor):
+    """Autograde preprocessor, right after Execute: no student process outlives the kernel.
+
+    A cell can start a detached process that waits for nbgrader to write the
+    scores and then edits the gradebook. Inside `course grade`'s confinement
+    (its own PID namespace, marked by ``DLCOURSE_CONFINED``) every process but
+    this one and its ancestors is killed; elsewhere, this process's own
+    descendants are.
+    """
+
+    enabled = Bool(True, help="nbconvert preprocessors are off unless enabled").tag(config=True)
+
+    def preprocess(self, nb: NotebookNode, resources: dict) -> tuple[NotebookNode, dict]:
+        import psutil
+
+        me = psutil.Process()
+        keep = {me.pid, *(p.pid for p in me.parents())}
+        if os.environ.get("DLCOURSE_CONFINED") == "1":
+            targets = [p for p in psutil.process_iter() if p.pid not in keep]
+        else:
+            targets = me.children(recursive=True)
+        for proc in targets:
+            with contextlib.suppress(psutil.Error):
+                proc.kill()
+        psutil.wait_procs(targets, timeout=5)
+        return nb, resources

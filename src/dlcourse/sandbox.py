@@ -75,6 +75,7 @@ def _readable_roots() -> list[Path]:
 
 def _bwrap_args(workdir: Path) -> list[str]:
     args = ["--unshare-net", "--unshare-pid", "--unshare-ipc", "--die-with-parent", "--new-session",
+            "--setenv", "DLCOURSE_CONFINED", "1",
             "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
     for root in _readable_roots():
         args += ["--ro-bind", str(root), str(root)]
