@@ -24,6 +24,7 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -80,17 +81,24 @@ def plain_nbgrader(course: Course, folders: dict[str, Path], root: Path) -> floa
     return time.perf_counter() - start
 
 
-def course_grade(course: Course, folders: dict[str, Path], root: Path, workers: int) -> tuple[float, int]:
+def course_grade(course: Course, folders: dict[str, Path], root: Path,
+                 workers: int) -> tuple[float, int, float]:
+    """Wall time of the batch, peak memory of one submission, median seconds of one submission."""
     scratch = scratch_course(course, root)
     peak = 0
+    seconds: list[float] = []
     start = time.perf_counter()
     for assignment, folder in folders.items():
         result = grade(scratch, assignment, folder, timeout=900, workers=workers)
         bad = [r for r in result.rows if not r.status.startswith("graded") and "not a valid" not in r.status]
         assert not bad, [(r.student, r.status) for r in bad]
         records = scratch.grades / "records" / assignment
-        peak = max([peak] + [json.loads(p.read_text())["peak_memory"] for p in records.glob("*.json")])
-    return time.perf_counter() - start, peak
+        for path in records.glob("*.json"):
+            record = json.loads(path.read_text())
+            peak = max(peak, record["peak_memory"])
+            if record["ok"]:
+                seconds.append(record["seconds"])
+    return time.perf_counter() - start, peak, statistics.median(seconds)
 
 
 def main() -> None:
@@ -101,8 +109,8 @@ def main() -> None:
     os.environ.update(QUIET_ENV)
     course = Course.find(Path(__file__).parent)
     assignments = args.assignments or course.assignment_ids()
-    header = (f"{'run':<26} {'wall (s)':>9} {'s/submission':>13} {'throughput vs nbgrader':>23} "
-              f"{'over raw':>9} {'peak/worker':>12}")
+    header = (f"{'run':<26} {'wall (s)':>9} {'s/submission':>13} {'median one (s)':>15} "
+              f"{'throughput vs nbgrader':>23} {'over raw':>9} {'peak/worker':>12}")
     with tempfile.TemporaryDirectory(prefix="bench-grading-") as tmp:
         tmp = Path(tmp)
         folders = make_batch(course, assignments, args.per_assignment, tmp / "batch")
@@ -110,14 +118,16 @@ def main() -> None:
         print(f"{count} submissions ({args.per_assignment} per assignment: {', '.join(assignments)}), "
               f"{os.cpu_count()} CPU cores", flush=True)
         print(header, flush=True)
-        raw = sum(raw_seconds(course, a, s) for a, f in folders.items() for s in f.iterdir())
+        raw_each = [raw_seconds(course, a, s) for a, f in folders.items() for s in f.iterdir()]
+        raw = sum(raw_each)
         plain = plain_nbgrader(course, folders, tmp / "plain")
 
-        def row(label: str, wall: float, peak: int | None = None) -> None:
-            print(f"{label:<26} {wall:9.1f} {wall / count:13.2f} {plain / wall:22.2f}x {wall / raw - 1:8.0%} "
+        def row(label: str, wall: float, peak: int | None = None, median: float | None = None) -> None:
+            print(f"{label:<26} {wall:9.1f} {wall / count:13.2f} {'' if median is None else f'{median:.1f}':>15} "
+                  f"{plain / wall:22.2f}x {wall / raw - 1:8.0%} "
                   f"{'' if peak is None else f'{peak / 2**30:.2f} GiB':>12}", flush=True)
 
-        row("raw nbclient execution", raw)
+        row("raw nbclient execution", raw, median=statistics.median(raw_each))
         row("plain nbgrader autograde", plain)
         row("course grade --workers 1", *course_grade(course, folders, tmp / "w1", 1))
         row("course grade --workers 2", *course_grade(course, folders, tmp / "w2", 2))
