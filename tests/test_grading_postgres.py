@@ -87,6 +87,11 @@ def test_parallel_grading_into_postgresql(postgres_url, tmp_path):
         scores = {s.student.id: s.score for s in gb.find_assignment("tiny").submissions}
     assert scores == {"s0": 0, "s1": 2, "s2": 0, "s3": 2}
     assert not (course.root / "gradebook.db").exists() or not _has_submissions(course.root / "gradebook.db")
+    again = grade(course, "tiny", db=postgres_url, timeout=120)
+    assert sorted(again.skipped) == ["s0", "s1", "s2", "s3"], "graded and unchanged: skipped"
+    # A gradebook that lacks them (here nbgrader's SQLite file) gets them graded, not skipped.
+    local = grade(course, "tiny", workers=2, timeout=120)
+    assert local.skipped == [] and {r.student: r.score for r in local.rows} == {"s0": 0, "s1": 2, "s2": 0, "s3": 2}
 
 
 def _has_submissions(path: Path) -> bool:

@@ -120,6 +120,17 @@ def _merge(course: Course, assignment: str, outcome: Outcome, main_url: str) -> 
     return sorted({o.cell for o in overrides})
 
 
+def _submissions_in(url: str, assignment: str) -> set[str]:
+    """Students with a submission of ``assignment`` in the gradebook at ``url`` (none if it is new)."""
+    from nbgrader.api import Gradebook, MissingEntry
+
+    with Gradebook(url) as gb:
+        try:
+            return {s.student.id for s in gb.find_assignment(assignment).submissions}
+        except MissingEntry:
+            return set()
+
+
 def register(course: Course, assignment: str, url: str) -> None:
     """Put the assignment (notebooks, grade cells, points) into the gradebook at ``url``."""
     with tempfile.TemporaryDirectory(prefix="dlcourse-register-") as tmp:
@@ -158,10 +169,11 @@ def grade(
     limits = Limits(timeout, int(memory_gb * 2**30) if memory_gb else None, isolation)
 
     digests = {s: submission_digest(course, assignment, s) for s in students}
+    recorded = _submissions_in(main_url, assignment)
     todo, skipped = [], []
     for student in students:
         record = _read_record(course, assignment, student)
-        if not force and record and record.get("digest") == digests[student]:
+        if not force and record and record.get("digest") == digests[student] and student in recorded:
             skipped.append(student)
         else:
             todo.append(student)
@@ -184,7 +196,12 @@ def grade(
                     outcome = future.result()
                 except Exception as exc:  # a grader fault must not stop the batch
                     outcome = Outcome(student, False, f"grader error: {type(exc).__name__}: {exc}")
-                overridden = _merge(course, assignment, outcome, main_url)
+                try:
+                    overridden = _merge(course, assignment, outcome, main_url)
+                except Exception as exc:  # e.g. an autograded notebook nbgrader could not write
+                    outcome.ok, outcome.reason = False, f"grader error: {type(exc).__name__}: {exc}"
+                    gradebook.record_failure(main_url, assignment, student, outcome.reason)
+                    overridden = []
                 if outcome.ok:
                     result = feedback_api.generate_feedback(assignment, student, force=True)
                     if not result["success"]:
