@@ -107,11 +107,10 @@ def _merge(course: Course, assignment: str, outcome: Outcome, main_url: str) -> 
     private = outcome.private_course
     private_url = f"sqlite:///{private / 'gradebook.db'}"
     graded = private / "autograded" / student / assignment
-    notebooks = sorted(graded.glob("*.ipynb"))
-    scores = {cell: (score or 0.0) for nb in notebooks
-              for cell, score in gradebook.trusted_grades(main_url, assignment, nb).items()}
-    overrides = trusted_overrides(outcome, scores)
-    gradebook.merge_submission(private_url, main_url, assignment, student, notebooks, overrides,
+    scores = {nb.stem: gradebook.trusted_grades(main_url, assignment, nb) for nb in sorted(graded.glob("*.ipynb"))}
+    overrides = trusted_overrides(outcome, {cell: score or 0.0 for per_nb in scores.values()
+                                            for cell, score in per_nb.items()})
+    gradebook.merge_submission(private_url, main_url, assignment, student, scores, overrides,
                                flagged=bool(overrides or outcome.findings))
     target = course.autograded / student / assignment
     if target.exists():

@@ -36,18 +36,11 @@ def _quiet() -> None:
     warnings.filterwarnings("ignore", category=SAWarning)
 
 
-def ensure_student(gb: Gradebook, student: str) -> None:
-    try:
-        gb.find_student(student)
-    except MissingEntry:
-        gb.add_student(student)
-
-
 def _remove_submission(url: str, assignment: str, student: str) -> None:
     """Forget an earlier grading of this submission (in its own session, so the new one starts clean)."""
     _quiet()
     with Gradebook(url) as gb:
-        ensure_student(gb, student)
+        gb.update_or_create_student(student)
         with contextlib.suppress(MissingEntry):
             gb.remove_submission(assignment, student)
 
@@ -89,13 +82,17 @@ def trusted_grades(main_url: str, assignment: str, notebook: Path) -> dict[str, 
     return scores
 
 
-def merge_submission(private_url: str, main_url: str, assignment: str, student: str, notebooks: list[Path],
-                     overrides: list[Override], flagged: bool) -> None:
-    """Record one autograded submission in the course's gradebook (trusted scores only)."""
+def merge_submission(private_url: str, main_url: str, assignment: str, student: str,
+                     scores: dict[str, dict[str, float | None]], overrides: list[Override],
+                     flagged: bool) -> None:
+    """Record one autograded submission in the course's gradebook.
+
+    ``scores`` maps notebook name -> :func:`trusted_grades`; only the
+    submission time is read from the private gradebook.
+    """
     _quiet()
     with Gradebook(private_url) as src:
         timestamp = src.find_submission(assignment, student).timestamp
-    scores = {nb.stem: trusted_grades(main_url, assignment, nb) for nb in notebooks}
     _remove_submission(main_url, assignment, student)
     by_cell = {o.cell: o for o in overrides}
     notes = [f"{o.cell}: {o.why}" for o in overrides]
