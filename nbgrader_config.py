@@ -84,3 +84,11 @@ c.GenerateFeedback.preprocessors = [
     nbgrader_plugins.HideHiddenTests,
     CSSHTMLHeaderPreprocessor,
 ]
+
+# --- course validate / the Validate button (student side, dlcourse.validate) ---
+# nbgrader's Validate button names a failing cell by its whole source; these
+# hooks name it by grade_id instead. They act only while nbgrader validates.
+from dlcourse.validate import name_cells_for_validate_button  # noqa: E402
+
+c.Execute.on_notebook_start = name_cells_for_validate_button
+c.Execute.on_cell_complete = name_cells_for_validate_button

@@ -114,7 +114,7 @@ def test_validate_notices_an_edited_test_cell(tiny, tmp_path):
             c.source = "pass"
     proc = run("validate", str(_write(tmp_path, nb)))
     assert proc.returncode == 1
-    assert "CHANGED test_double was edited" in proc.stdout
+    assert "CHANGED test_double: test cell was edited" in proc.stdout
 
 
 @pytest.mark.slow
@@ -132,7 +132,7 @@ def test_validate_checks_handed_in_models(tiny, tmp_path):
     keras.Model(x, keras.layers.Dense(2, activation="softmax")(x)).save(tmp_path / "tiny_model.keras")
     proc = run("validate", str(path))
     assert proc.returncode == 0, proc.stdout
-    assert "hand-in tiny_model.keras: loads; input (None, 3), output (None, 2)" in proc.stdout
+    assert "hand-in tiny_model.keras: loads in safe mode; input (None, 3), output (None, 2)" in proc.stdout
     (tmp_path / "tiny_model.keras").write_bytes(b"not a zip")
     proc = run("validate", str(path))
     assert "MISSING tiny_model.keras does not load as a Keras model" in proc.stdout
