@@ -1,5 +1,6 @@
 """`course grade`: import, autograde every submission (confined, in parallel), verify,
-merge into the gradebook, write feedback, CSVs and a table.
+merge into the gradebook keeping hand grading, write feedback, CSVs (and a filled
+Canvas export) and a table.
 """
 
 from __future__ import annotations
@@ -13,16 +14,47 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from dlcourse import gradebook, nbgrader_api, sandbox
+import nbformat
+
+from dlcourse import canvas, gradebook, nbgrader_api, sandbox
 from dlcourse.autograde import Limits, Outcome, grade_submission
+from dlcourse.canvas import CanvasReport
 from dlcourse.course import Course
 from dlcourse.errors import CourseError
+from dlcourse.nbgrader_plugins import hidden_files
+from dlcourse.notebooks import read_notebook
 from dlcourse.reports import StudentScore, collect_scores, write_csvs, write_lms_csv
-from dlcourse.submissions import ImportReport, import_submissions
+from dlcourse.submissions import TIMESTAMP, ImportReport, import_submissions
 from dlcourse.verify import Verdict
 
 DEFAULT_TIMEOUT = 1800.0
 DEFAULT_MEMORY_GB = 4.0
+
+
+@dataclass
+class Graded:
+    """One submission graded in this run, as the progress line reports it."""
+
+    outcome: Outcome
+    overridden: list[str] = field(default_factory=list)  # cells set to 0: the repeat disagreed
+    review: list[str] = field(default_factory=list)  # hand grades marked for review again
+
+    @property
+    def hidden_failed(self) -> list[str]:
+        """Hidden tests that failed in the notebook and outside it alike."""
+        return [v.test_id for v in self.outcome.verdicts if not v.passed and v.test_id not in self.overridden]
+
+    @property
+    def disagreed(self) -> list[str]:
+        """Hidden tests that passed in the notebook but failed when repeated outside it."""
+        return [v.test_id for v in self.outcome.verdicts if not v.passed and v.test_id in self.overridden]
+
+
+@dataclass(frozen=True)
+class TotalChange:
+    student: str
+    before: float
+    after: float
 
 
 @dataclass
@@ -36,18 +68,42 @@ class GradeResult:
     imported: ImportReport | None
     skipped: list[str] = field(default_factory=list)
     warning: str = ""
+    changes: list[TotalChange] = field(default_factory=list)  # totals moved by this run's regrades
+    feedback: list[str] = field(default_factory=list)  # students whose feedback was (re)written
+    canvas: CanvasReport | None = None
+    review: dict[str, list[str]] = field(default_factory=dict)  # hand grades to look at again
 
 
 def db_url(course: Course) -> str:
     return nbgrader_api.load_config(course).CourseDirectory.db_url
 
 
-def submission_digest(course: Course, assignment: str, student: str) -> str:
-    """Fingerprint of what was submitted and of the assignment it is graded against."""
+def _digest(folder: Path, skip: tuple[str, ...] = ()) -> str:
     digest = hashlib.sha256()
-    for folder in (course.submitted / student / assignment, course.solutions / assignment):
-        for path in sorted(p for p in folder.rglob("*") if p.is_file() and ".ipynb_checkpoints" not in p.parts):
-            digest.update(str(path.relative_to(folder)).encode() + b"\0" + path.read_bytes() + b"\0")
+    for path in sorted(p for p in folder.rglob("*") if p.is_file() and ".ipynb_checkpoints" not in p.parts
+                       and p.name not in skip):
+        digest.update(str(path.relative_to(folder)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def submission_digest(course: Course, assignment: str, student: str) -> str:
+    """Fingerprint of what the student handed in (its time, which cannot change a grade, apart)."""
+    return _digest(course.submitted / student / assignment, skip=(TIMESTAMP,))
+
+
+def _submitted_time(course: Course, assignment: str, student: str) -> str:
+    path = course.submitted / student / assignment / TIMESTAMP
+    return path.read_text().strip() if path.is_file() else ""
+
+
+def assignment_digest(course: Course, assignment: str, template_url: str) -> str:
+    """Fingerprint of what the assignment grades with: the gradebook's cells (graded cells, points,
+    hidden tests, locked cells) and the hidden files. Prose in the source notebook, rubrics and
+    the reference model are not part of it, so fixing a typo there regrades nobody."""
+    digest = hashlib.sha256(gradebook.grading_inputs(template_url, assignment).encode())
+    source = course.solutions / assignment
+    for path in hidden_files(source):
+        digest.update(str(path.relative_to(source)).encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()
 
 
@@ -68,14 +124,22 @@ def _outcome_from_record(record: dict) -> Outcome:
                    [Verdict(**v) for v in record.get("verdicts", [])])
 
 
-def _write_record(course: Course, assignment: str, outcome: Outcome, digest: str, overridden: list[str]) -> None:
+def _write_record(course: Course, assignment: str, outcome: Outcome, inputs: dict[str, str],
+                  overridden: list[str]) -> None:
     path = _record_path(course, assignment, outcome.student)
     path.parent.mkdir(parents=True, exist_ok=True)
     record = {"student": outcome.student, "ok": outcome.ok, "reason": outcome.reason,
               "seconds": round(outcome.seconds, 2), "peak_memory": outcome.peak_memory,
               "findings": outcome.findings, "verdicts": [asdict(v) for v in outcome.verdicts],
-              "overridden": overridden, "digest": digest}
+              "overridden": overridden, **inputs}
     path.write_text(json.dumps(record, indent=1))
+
+
+def _update_record(course: Course, assignment: str, student: str, **values: str) -> None:
+    record = _read_record(course, assignment, student)
+    if record is not None:
+        record.update(values)
+        _record_path(course, assignment, student).write_text(json.dumps(record, indent=1))
 
 
 def trusted_overrides(outcome: Outcome, scores: dict[str, float]) -> list[gradebook.Override]:
@@ -93,41 +157,53 @@ def trusted_overrides(outcome: Outcome, scores: dict[str, float]) -> list[gradeb
         function = verdict.function
         cells = [c for c in scores if c == verdict.test_id or (
             function and (c == f"test_{function}" or c.startswith(f"test_{function}_")))]
-        why = f"passed inside the notebook but not when repeated outside it ({verdict.message})"
+        why = f"passed in the notebook but disagrees with the repeat outside the notebook ({verdict.message})"
         overrides += [gradebook.Override(c, 0.0, why) for c in cells if scores[c] > 0]
     return overrides
 
 
-def _merge(course: Course, assignment: str, outcome: Outcome, main_url: str) -> list[str]:
-    """Bring a finished submission into the course; returns the cells whose grade was overridden."""
+def _merge(course: Course, assignment: str, outcome: Outcome, main_url: str, resubmitted: bool) -> Graded:
+    """Bring a finished submission into the course, keeping hand grading."""
     student = outcome.student
     if not outcome.ok:
-        gradebook.record_failure(main_url, assignment, student, outcome.reason)
-        return []
+        _record_failure(course, assignment, student, outcome.reason, main_url)
+        return Graded(outcome)
     private = outcome.private_course
     private_url = f"sqlite:///{private / 'gradebook.db'}"
     graded = private / "autograded" / student / assignment
     scores = {nb.stem: gradebook.trusted_grades(main_url, assignment, nb) for nb in sorted(graded.glob("*.ipynb"))}
     overrides = trusted_overrides(outcome, {cell: score or 0.0 for per_nb in scores.values()
                                             for cell, score in per_nb.items()})
-    gradebook.merge_submission(private_url, main_url, assignment, student, scores, overrides,
-                               flagged=bool(overrides or outcome.findings))
+    review = gradebook.merge_submission(private_url, main_url, assignment, student, scores, overrides,
+                                        flagged=bool(overrides or outcome.findings), resubmitted=resubmitted)
     target = course.autograded / student / assignment
     if target.exists():
         shutil.rmtree(target)
     shutil.copytree(graded, target, ignore=shutil.ignore_patterns(".home", ".stdout", ".stderr"))
-    return sorted({o.cell for o in overrides})
+    return Graded(outcome, sorted({o.cell for o in overrides}), review)
+
+
+def _record_failure(course: Course, assignment: str, student: str, reason: str, main_url: str) -> None:
+    """Score 0 with the reason, and a folder in autograded/ so that formgrader lists it as graded
+    (it shows the submitted notebook, or one that states the reason if that cannot be read)."""
+    from nbgrader.utils import parse_utc
+
+    stamp = _submitted_time(course, assignment, student)
+    gradebook.record_failure(main_url, assignment, student, reason, parse_utc(stamp) if stamp else None)
+    target = course.autograded / student / assignment
+    if target.exists():
+        shutil.rmtree(target)
+    target.mkdir(parents=True)
+    try:
+        nb = read_notebook(course.submitted / student / assignment / f"{assignment}.ipynb")
+    except (CourseError, OSError):
+        nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell(f"**Not graded:** {reason}")])
+    nbformat.write(nb, target / f"{assignment}.ipynb")
 
 
 def _submissions_in(url: str, assignment: str) -> set[str]:
     """Students with a submission of ``assignment`` in the gradebook at ``url`` (none if it is new)."""
-    from nbgrader.api import Gradebook, MissingEntry
-
-    with Gradebook(url) as gb:
-        try:
-            return {s.student.id for s in gb.find_assignment(assignment).submissions}
-        except MissingEntry:
-            return set()
+    return set(gradebook.totals(url, assignment))
 
 
 def register(course: Course, assignment: str, url: str) -> None:
@@ -136,26 +212,135 @@ def register(course: Course, assignment: str, url: str) -> None:
         nbgrader_api.generate_assignment(course, assignment, release_dir=Path(tmp), db_url=url)
 
 
-def grade(
-    course: Course,
-    assignment: str,
-    source: Path | None = None,
-    timeout: float = DEFAULT_TIMEOUT,
-    progress: Callable[[int, int, Outcome], None] | None = None,
-    started: Callable[[list[str]], None] | None = None,
-    workers: int = 1,
-    memory_gb: float | None = DEFAULT_MEMORY_GB,
-    force: bool = False,
-    db: str | None = None,
-) -> GradeResult:
-    """Grade every submission of ``assignment`` in the course's submitted/ folder."""
-    course.require_assignment(assignment)
+def _check_options(timeout: float, workers: int, memory_gb: float | None) -> None:
     if timeout <= 0:
         raise CourseError(f"--timeout must be positive, got {timeout:g}")
     if workers < 1:
         raise CourseError(f"--workers must be at least 1, got {workers}")
     if memory_gb is not None and memory_gb <= 0:
         raise CourseError(f"--memory must be positive, got {memory_gb:g}")
+
+
+@dataclass
+class _Plan:
+    """Which submissions this run grades, and the inputs each record is compared against."""
+
+    todo: list[str]
+    skipped: list[str]
+    inputs: dict[str, dict[str, str]]  # student -> {"submission", "timestamp", "assignment"} digests
+    resubmitted: set[str]
+
+
+def _plan(course: Course, assignment: str, students: list[str], template_url: str, main_url: str,
+          force: bool) -> _Plan:
+    """Grade what is new or changed (the submission, the graded cells, the hidden files), or all."""
+    graded_with = assignment_digest(course, assignment, template_url)
+    recorded = _submissions_in(main_url, assignment)
+    plan = _Plan([], [], {}, set())
+    for student in students:
+        inputs = {"submission": submission_digest(course, assignment, student),
+                  "timestamp": _submitted_time(course, assignment, student), "assignment": graded_with}
+        plan.inputs[student] = inputs
+        record = _read_record(course, assignment, student) or {}
+        if record.get("submission") != inputs["submission"]:
+            plan.resubmitted.add(student)
+        current = all(record.get(k) == v for k, v in inputs.items()) and student in recorded
+        (plan.skipped if current and not force else plan.todo).append(student)
+    return plan
+
+
+def _grade_all(course: Course, assignment: str, plan: _Plan, template: Path, workdir: Path, limits: Limits,
+               main_url: str, workers: int, progress: Callable[[int, int, Graded], None] | None) -> list[Graded]:
+    """Autograde the planned submissions in parallel; the parent merges each result as it comes."""
+    done = []
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        futures = {pool.submit(grade_submission, course, assignment, s, template, workdir / s, limits): s
+                   for s in plan.todo}
+        for index, future in enumerate(as_completed(futures), start=1):
+            student = futures[future]
+            try:
+                outcome = future.result()
+            except Exception as exc:  # a grader fault must not stop the batch
+                outcome = Outcome(student, False, f"grader error: {type(exc).__name__}: {exc}")
+            try:
+                graded = _merge(course, assignment, outcome, main_url, student in plan.resubmitted)
+            except Exception as exc:  # e.g. an autograded notebook nbgrader could not write
+                outcome.ok, outcome.reason = False, f"grader error: {type(exc).__name__}: {exc}"
+                _record_failure(course, assignment, student, outcome.reason, main_url)
+                graded = Graded(outcome)
+            _write_record(course, assignment, outcome, plan.inputs[student], graded.overridden)
+            if outcome.workdir:
+                shutil.rmtree(outcome.workdir, ignore_errors=True)
+            done.append(graded)
+            if progress:
+                progress(index, len(plan.todo), graded)
+    return done
+
+
+def refresh_feedback(course: Course, assignment: str, students: list[str], main_url: str) -> tuple[list[str], str]:
+    """Write the feedback of every graded student whose scores or comments changed since it was
+    written (a regrade, or a TA's hand grading in formgrader). Returns the students and the
+    first problem, if any."""
+    feedback_api = nbgrader_api.api(course, CourseDirectory={"db_url": main_url})
+    written, problem = [], ""
+    for student in students:
+        record = _read_record(course, assignment, student)
+        if not record or not record.get("ok"):
+            continue
+        state = gradebook.grading_state(main_url, assignment, student)
+        html = course.feedback / student / assignment
+        if record.get("feedback") == state and html.is_dir() and any(html.glob("*.html")):
+            continue
+        result = feedback_api.generate_feedback(assignment, student, force=True)
+        if not result["success"]:
+            problem = problem or f"feedback for {student} failed: {nbgrader_api.failure_reason(result)}"
+            continue
+        _update_record(course, assignment, student, feedback=state)
+        written.append(student)
+    return written, problem
+
+
+def _changes(before: dict[str, gradebook.Total], after: dict[str, gradebook.Total],
+             students: list[str]) -> list[TotalChange]:
+    return [TotalChange(s, before[s].score, after[s].score) for s in students
+            if s in before and s in after and abs(before[s].score - after[s].score) > 1e-9]
+
+
+def _names(course: Course, assignment: str, imported: ImportReport | None, export: canvas.Export | None,
+           main_url: str) -> None:
+    """Student names into the gradebook (formgrader shows them): a Canvas export's names win."""
+    if imported and imported.names:
+        gradebook.set_names(main_url, {s: ("", n) for s, n in imported.names.items()}, replace=False)
+    if export is not None:
+        known = set(course.student_ids(assignment)) | set(gradebook.totals(main_url, assignment))
+        gradebook.set_names(main_url, canvas.names(export, known), replace=True)
+
+
+def grade(
+    course: Course,
+    assignment: str,
+    source: Path | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+    progress: Callable[[int, int, Graded], None] | None = None,
+    started: Callable[[list[str]], None] | None = None,
+    workers: int = 1,
+    memory_gb: float | None = DEFAULT_MEMORY_GB,
+    force: bool = False,
+    db: str | None = None,
+    unconfined: bool = False,
+    canvas_gradebook: Path | None = None,
+    canvas_column: str | None = None,
+) -> GradeResult:
+    """Grade every submission of ``assignment`` in the course's submitted/ folder.
+
+    Student code runs confined (bubblewrap) unless ``unconfined`` is given;
+    hand grading in the gradebook survives every regrade.
+    """
+    course.require_assignment(assignment)
+    _check_options(timeout, workers, memory_gb)
+    isolation = sandbox.required(unconfined)
+    export = canvas.read_export(canvas_gradebook) if canvas_gradebook is not None else None
+    column = canvas.find_column(export, assignment, canvas_column) if export is not None else None
     imported = import_submissions(course, assignment, source) if source is not None else None
     students = course.student_ids(assignment)
     if not students:
@@ -164,64 +349,33 @@ def grade(
         )
     main_url = db or db_url(course)
     _check_db(main_url)
-    isolation = sandbox.detect()
     limits = Limits(timeout, int(memory_gb * 2**30) if memory_gb else None, isolation)
-
-    digests = {s: submission_digest(course, assignment, s) for s in students}
-    recorded = _submissions_in(main_url, assignment)
-    todo, skipped = [], []
-    for student in students:
-        record = _read_record(course, assignment, student)
-        if not force and record and record.get("digest") == digests[student] and student in recorded:
-            skipped.append(student)
-        else:
-            todo.append(student)
-
-    outcomes: dict[str, Outcome] = {s: _outcome_from_record(_read_record(course, assignment, s)) for s in skipped}
-    if started:
-        started(todo)
-    feedback_api = nbgrader_api.api(course, CourseDirectory={"db_url": main_url})
     with tempfile.TemporaryDirectory(prefix="dlcourse-grade-") as tmp:
         template = Path(tmp) / "template.db"
         register(course, assignment, f"sqlite:///{template}")
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            futures = {pool.submit(grade_submission, course, assignment, s, template, Path(tmp) / s, limits): s
-                       for s in todo}
-            # The course's gradebook is needed only when the first result comes back.
-            register(course, assignment, main_url)
-            for index, future in enumerate(as_completed(futures), start=1):
-                student = futures[future]
-                try:
-                    outcome = future.result()
-                except Exception as exc:  # a grader fault must not stop the batch
-                    outcome = Outcome(student, False, f"grader error: {type(exc).__name__}: {exc}")
-                try:
-                    overridden = _merge(course, assignment, outcome, main_url)
-                except Exception as exc:  # e.g. an autograded notebook nbgrader could not write
-                    outcome.ok, outcome.reason = False, f"grader error: {type(exc).__name__}: {exc}"
-                    gradebook.record_failure(main_url, assignment, student, outcome.reason)
-                    overridden = []
-                if outcome.ok:
-                    result = feedback_api.generate_feedback(assignment, student, force=True)
-                    if not result["success"]:
-                        outcome.reason = "feedback failed: " + nbgrader_api.failure_reason(result)
-                _write_record(course, assignment, outcome, digests[student], overridden)
-                if outcome.workdir:
-                    shutil.rmtree(outcome.workdir, ignore_errors=True)
-                outcomes[student] = outcome
-                if progress:
-                    progress(index, len(todo), outcome)
-
-    ordered = [outcomes[s] for s in students]
-    questions, rows = collect_scores(main_url, assignment, ordered)
-    for row, outcome in zip(rows, ordered, strict=True):
-        record = _read_record(course, assignment, outcome.student) or {}
-        row.findings = outcome.findings
+        plan = _plan(course, assignment, students, f"sqlite:///{template}", main_url, force)
+        if started:
+            started(plan.todo)
+        register(course, assignment, main_url)
+        _names(course, assignment, imported, export, main_url)
+        before = gradebook.totals(main_url, assignment)
+        graded = _grade_all(course, assignment, plan, template, Path(tmp), limits, main_url, workers, progress)
+    after = gradebook.totals(main_url, assignment)
+    feedback, problem = refresh_feedback(course, assignment, students, main_url)
+    outcomes = {s: _outcome_from_record(_read_record(course, assignment, s)) for s in students}
+    questions, rows = collect_scores(main_url, assignment, [outcomes[s] for s in students])
+    for row in rows:
+        record = _read_record(course, assignment, row.student) or {}
+        row.findings = outcomes[row.student].findings
         row.overridden = record.get("overridden", [])
-    totals, per_question = write_csvs(course.grades, assignment, questions, rows)
+        row.hidden_failed = Graded(outcomes[row.student], row.overridden).hidden_failed
+    totals_csv, per_question = write_csvs(course.grades, assignment, questions, rows)
     lms = write_lms_csv(course.grades, main_url)
-    return GradeResult(assignment, questions, rows, totals, per_question, lms, imported, skipped,
-                       isolation.warning)
+    report = canvas.fill(export, column, after, course.grades / f"canvas_{assignment}.csv") if export else None
+    warning = "; ".join(w for w in (isolation.warning, problem) if w)
+    return GradeResult(assignment, questions, rows, totals_csv, per_question, lms, imported, plan.skipped,
+                       warning, _changes(before, after, plan.todo), feedback, report,
+                       {g.outcome.student: g.review for g in graded if g.review})
 
 
 def _check_db(url: str) -> None:

@@ -9,7 +9,6 @@ PostgreSQL (``--db``) -- one submission at a time.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,15 +33,6 @@ def _quiet() -> None:
 
     logging.getLogger("alembic").setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", category=SAWarning)
-
-
-def _remove_submission(url: str, assignment: str, student: str) -> None:
-    """Forget an earlier grading of this submission (in its own session, so the new one starts clean)."""
-    _quiet()
-    with Gradebook(url) as gb:
-        gb.update_or_create_student(student)
-        with contextlib.suppress(MissingEntry):
-            gb.remove_submission(assignment, student)
 
 
 def trusted_grades(main_url: str, assignment: str, notebook: Path) -> dict[str, float | None]:
@@ -82,52 +72,150 @@ def trusted_grades(main_url: str, assignment: str, notebook: Path) -> dict[str, 
     return scores
 
 
+def _same(a: float | None, b: float | None) -> bool:
+    return (a is None and b is None) or (a is not None and b is not None and abs(a - b) < 1e-9)
+
+
+def _submission(gb: Gradebook, assignment: str, student: str, timestamp) -> object:
+    """The student's submission, created with every grade cell if it is new; hand grading kept."""
+    gb.update_or_create_student(student)
+    try:
+        submission = gb.find_submission(assignment, student)
+    except MissingEntry:
+        return gb.add_submission(assignment, student, timestamp=timestamp)
+    submission.timestamp = timestamp
+    return submission
+
+
+def _set_auto_score(grade, score: float | None, resubmitted: bool) -> bool:
+    """nbgrader's SaveAutoGrades rule, narrowed: a hand grade stays, and is marked for review
+    only where the automatic outcome changed or the student handed in something new.
+    Returns True when a hand grade was marked for review."""
+    changed = not _same(grade.auto_score, score)
+    grade.auto_score = score
+    if grade.manual_score is not None:
+        review = changed or resubmitted
+        grade.needs_manual_grade = grade.needs_manual_grade or review
+        return review
+    grade.needs_manual_grade = score is None
+    return False
+
+
 def merge_submission(private_url: str, main_url: str, assignment: str, student: str,
                      scores: dict[str, dict[str, float | None]], overrides: list[Override],
-                     flagged: bool) -> None:
-    """Record one autograded submission in the course's gradebook.
+                     flagged: bool, resubmitted: bool = False) -> list[str]:
+    """Record one autograded submission in the course's gradebook, keeping all hand grading.
 
     ``scores`` maps notebook name -> :func:`trusted_grades`; only the
-    submission time is read from the private gradebook.
+    submission time is read from the private gradebook. Manual scores, manual
+    comments and extra credit are never touched (removing and re-adding the
+    submission would erase them). Returns the hand-graded cells marked for
+    review again.
     """
     _quiet()
     with Gradebook(private_url) as src:
         timestamp = src.find_submission(assignment, student).timestamp
-    _remove_submission(main_url, assignment, student)
     by_cell = {o.cell: o for o in overrides}
     notes = [f"{o.cell}: {o.why}" for o in overrides]
+    review = []
     with Gradebook(main_url) as dst:
-        submission = dst.add_submission(assignment, student, timestamp=timestamp)
+        submission = _submission(dst, assignment, student, timestamp)
         for target_nb in submission.notebooks:
             target_nb.flagged = flagged
             nb_scores = scores.get(target_nb.name, {})
             for grade in target_nb.grades:
-                score = nb_scores.get(grade.name, 0.0)
-                if grade.name in by_cell:
-                    score = by_cell[grade.name].score
-                grade.auto_score = score
-                grade.manual_score = None
-                grade.needs_manual_grade = score is None
+                score = by_cell[grade.name].score if grade.name in by_cell else nb_scores.get(grade.name, 0.0)
+                if _set_auto_score(grade, score, resubmitted):
+                    review.append(grade.name)
             for comment in target_nb.comments:
                 comment.auto_comment = ("Grader: " + "; ".join(notes)) if notes else None
         dst.db.commit()
+    return review
 
 
-def record_failure(main_url: str, assignment: str, student: str, reason: str) -> None:
-    """A submission that could not be graded: every cell 0, the reason in each comment, flagged."""
+def record_failure(main_url: str, assignment: str, student: str, reason: str, timestamp=None) -> None:
+    """A submission that could not be graded: every automatic score 0, the reason in each comment,
+    flagged; hand grading entered earlier stays (and is marked for review where it changed)."""
     _quiet()
-    _remove_submission(main_url, assignment, student)
     with Gradebook(main_url) as gb:
-        submission = gb.add_submission(assignment, student)
+        submission = _submission(gb, assignment, student, timestamp)
         for notebook in submission.notebooks:
             notebook.flagged = True
             for grade in notebook.grades:
-                grade.auto_score = 0.0
-                grade.manual_score = None
-                grade.needs_manual_grade = False
+                _set_auto_score(grade, 0.0, resubmitted=False)
             for comment in notebook.comments:
                 comment.auto_comment = f"Not graded: {reason}"
         gb.db.commit()
+
+
+@dataclass(frozen=True)
+class Total:
+    """A submission's total as the gradebook has it now."""
+
+    score: float
+    max_score: float
+    pending: bool  # some cell still waits for a TA (ungraded, or marked for review)
+
+
+def totals(url: str, assignment: str) -> dict[str, Total]:
+    """Every submission's total of ``assignment`` (none if the assignment is not in the gradebook)."""
+    with Gradebook(url) as gb:
+        try:
+            submissions = gb.find_assignment(assignment).submissions
+        except MissingEntry:
+            return {}
+        return {s.student.id: Total(float(s.score), float(s.max_score), bool(s.needs_manual_grade))
+                for s in submissions}
+
+
+def grading_state(url: str, assignment: str, student: str) -> str:
+    """A fingerprint of every score and comment of one submission: feedback is stale when it moves."""
+    import hashlib
+
+    with Gradebook(url) as gb:
+        try:
+            submission = gb.find_submission(assignment, student)
+        except MissingEntry:
+            return ""
+        parts = [(nb.name, g.name, g.auto_score, g.manual_score, g.extra_credit, g.needs_manual_grade)
+                 for nb in submission.notebooks for g in nb.grades]
+        parts += [(nb.name, c.name, c.auto_comment, c.manual_comment)
+                  for nb in submission.notebooks for c in nb.comments]
+    return hashlib.sha256(repr(sorted(parts, key=repr)).encode()).hexdigest()
+
+
+def grading_inputs(url: str, assignment: str) -> str:
+    """A fingerprint of what the gradebook holds of the assignment that can change a grade:
+    grade cells and their points, and the source of every cell nbgrader restores or checks
+    (test cells with their hidden tests, locked cells, released answer cells). Prose elsewhere
+    in the source notebook is not part of it."""
+    import hashlib
+
+    with Gradebook(url) as gb:
+        parts = []
+        for nb in gb.find_assignment(assignment).notebooks:
+            parts += [("grade", nb.name, c.name, c.cell_type, float(c.max_score)) for c in nb.grade_cells]
+            parts += [("solution", nb.name, c.name) for c in nb.solution_cells]
+            parts += [("source", nb.name, c.name, c.cell_type, c.source, c.checksum, bool(c.locked))
+                      for c in nb.source_cells]
+    return hashlib.sha256(repr(sorted(parts, key=repr)).encode()).hexdigest()
+
+
+def set_names(url: str, names: dict[str, tuple[str, str]], replace: bool) -> None:
+    """First and last names for formgrader, with nbgrader's own update_or_create_student.
+
+    ``replace`` False only fills students who have no name yet (a file name from an
+    LMS zip must not overwrite the roster's name)."""
+    _quiet()
+    with Gradebook(url) as gb:
+        for student, (first, last) in names.items():
+            try:
+                known = gb.find_student(student)
+            except MissingEntry:
+                known = None
+            if known is not None and not replace and (known.first_name or known.last_name):
+                continue
+            gb.update_or_create_student(student, first_name=first, last_name=last)
 
 
 def copy_template(template: Path, dest: Path) -> str:

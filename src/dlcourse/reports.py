@@ -21,7 +21,8 @@ class StudentScore:
     questions: dict[str, float | None] = field(default_factory=dict)
     question_max: dict[str, float] = field(default_factory=dict)
     findings: list[str] = field(default_factory=list)  # suspected tampering, from the static scan
-    overridden: list[str] = field(default_factory=list)  # cells the trusted repeat set to 0
+    overridden: list[str] = field(default_factory=list)  # set to 0: disagrees with the repeat outside the notebook
+    hidden_failed: list[str] = field(default_factory=list)  # hidden tests that failed (in and outside the notebook)
 
 
 def collect_scores(db_url: str, assignment: str, outcomes: list[Outcome]) -> tuple[list[str], list[StudentScore]]:
@@ -71,10 +72,11 @@ def write_csvs(folder: Path, assignment: str, questions: list[str], rows: list[S
     totals = folder / f"{assignment}.csv"
     with totals.open("w", newline="") as fh:
         writer = csv.writer(fh)
-        writer.writerow(["student_id", "assignment", "score", "max_score", "status", "set_to_zero", "tampering"])
+        writer.writerow(["student_id", "assignment", "score", "max_score", "status", "hidden_test_failed",
+                         "disagrees_with_repeat_outside_notebook", "tampering"])
         for row in rows:
             writer.writerow([row.student, assignment, f"{row.score:g}", f"{row.max_score:g}", row.status,
-                             " ".join(row.overridden), " | ".join(row.findings)])
+                             " ".join(row.hidden_failed), " ".join(row.overridden), " | ".join(row.findings)])
     per_question = folder / f"{assignment}_questions.csv"
     with per_question.open("w", newline="") as fh:
         writer = csv.writer(fh)
@@ -139,8 +141,10 @@ def score_table(assignment: str, questions: list[str], rows: list[StudentScore],
     totals.add_column("status", overflow="fold")
     for row in rows:
         status = row.status
+        if row.hidden_failed:
+            status += "; hidden test failed: " + ", ".join(row.hidden_failed)
         if row.overridden:
-            status += "; set to 0 (passed only inside the notebook): " + ", ".join(row.overridden)
+            status += "; set to 0, disagrees with the repeat outside the notebook: " + ", ".join(row.overridden)
         if row.findings:
             status += f"; {len(row.findings)} tampering finding(s)"
         totals.add_row(row.student, f"{row.score:g}/{row.max_score:g}", status)

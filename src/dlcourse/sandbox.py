@@ -6,8 +6,9 @@ student's kernel) get a new network namespace with only loopback (the kernel
 and its client still talk over it), a new PID namespace that dies with the
 child, and a file-system view of the Python installation (read-only) plus the
 submission's own working folder; the course, the other submissions, the
-gradebook and the home folder are not there. Without bubblewrap the child runs
-unconfined and :func:`detect` says so in one warning line.
+gradebook and the home folder are not there. Without working bubblewrap
+:func:`required` refuses to run student code unless the TA asked for an
+unconfined run explicitly.
 
 Limits are watched from outside: wall-clock time for the whole child, and the
 summed resident memory of its process tree. An address-space rlimit would be
@@ -31,13 +32,19 @@ from pathlib import Path
 
 import psutil
 
+from dlcourse.errors import CourseError
+
 POLL_SECONDS = 0.2
 
 
 @dataclass(frozen=True)
 class Isolation:
     kind: str  # "bubblewrap" or "none"
-    warning: str = ""
+    warning: str = ""  # why there is no confinement, or that the TA chose to run without it
+
+
+#: What to run to make confinement available; one definition for errors, demo and README.
+INSTALL_HINT = "install bubblewrap (Debian/Ubuntu: sudo apt-get install bubblewrap)"
 
 
 @cache
@@ -45,14 +52,28 @@ def detect() -> Isolation:
     """Which confinement this machine offers; tried once per process."""
     bwrap = shutil.which("bwrap")
     if not bwrap:
-        return Isolation("none", "bubblewrap (bwrap) not found: submissions run without network and "
-                                 "file-system isolation; install Debian's 'bubblewrap' package to confine them")
+        return Isolation("none", "bubblewrap (bwrap) is not installed")
     probe = subprocess.run([bwrap, *_bwrap_args(Path("/tmp")), "true"], capture_output=True, text=True)
     if probe.returncode != 0:
         reason = (probe.stderr.strip().splitlines() or ["unknown error"])[-1]
-        return Isolation("none", f"bubblewrap cannot create namespaces here ({reason}): submissions run "
-                                 "without network and file-system isolation")
+        return Isolation("none", f"bubblewrap cannot create namespaces here ({reason})")
     return Isolation("bubblewrap")
+
+
+def required(unconfined: bool = False) -> Isolation:
+    """The confinement to grade with: bubblewrap, or none only when the TA asked for it.
+
+    Student code is untrusted, so a missing or broken bubblewrap is an error
+    naming both ways out, never a silent fallback.
+    """
+    if unconfined:
+        return Isolation("none", "running student code unconfined (--unconfined): it can read and write "
+                                 "what you can and reach the network")
+    found = detect()
+    if found.kind == "none":
+        raise CourseError(f"cannot confine student code: {found.warning}; {INSTALL_HINT}, "
+                          "or pass --unconfined to run submissions with your own rights")
+    return found
 
 
 def _readable_roots() -> list[Path]:

@@ -6,6 +6,11 @@ The zip follows Canvas's naming, ``<name>_<user id>_<submission id>_<file>``
 student id, so the grades CSV imports back into the LMS. Resubmissions carry
 suffixes (``lstm-1.ipynb``, ``lstm (1).ipynb``); the highest one is graded.
 The originals are never modified; every file that cannot be placed is listed.
+
+The submission time goes where nbgrader reads it, ``timestamp.txt`` beside the
+files (formgrader shows it): one the download carries is kept, otherwise the
+newest time of the graded files (a zip entry's date, a file's modification
+time), taken as UTC.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import re
 import shutil
 import zipfile
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 
 from dlcourse.course import Course
@@ -40,6 +46,10 @@ class _Incoming:
     label: str  # where it came from, for the report
     name: str  # file name as handed in
     read: object  # () -> bytes
+    modified: datetime | None = None  # when the file was handed in, as far as the download tells
+
+
+TIMESTAMP = "timestamp.txt"  # nbgrader's name for the submission time
 
 
 def _canonical(name: str) -> tuple[str, int]:
@@ -80,6 +90,9 @@ def _place(course: Course, assignment: str, student: str, files: list[_Incoming]
         if item.name != canonical:
             report.renamed.append(f"{item.label} -> {canonical}")
         (dest / canonical).write_bytes(item.read())
+    times = [item.modified for _v, item in chosen.values() if item.modified]
+    if times and not any(item.name == TIMESTAMP for item in others):
+        (dest / TIMESTAMP).write_text(max(times).strftime("%Y-%m-%d %H:%M:%S UTC"))
     for item in others:
         if item.name.endswith(".ipynb"):
             report.unplaced.append(f"{item.label}: extra notebook, not graded")
@@ -100,7 +113,8 @@ def import_folder(course: Course, assignment: str, source: Path) -> ImportReport
             report.unplaced.append(f"{folder.name}/: not a usable student id")
             continue
         files = sorted(p for p in folder.rglob("*") if p.is_file() and ".ipynb_checkpoints" not in p.parts)
-        incoming = [_Incoming(f"{folder.name}/{p.relative_to(folder)}", p.name, p.read_bytes) for p in files]
+        incoming = [_Incoming(f"{folder.name}/{p.relative_to(folder)}", p.name, p.read_bytes,
+                              datetime.fromtimestamp(p.stat().st_mtime, UTC)) for p in files]
         _place(course, assignment, folder.name, incoming, report)
     if not report.students:
         raise CourseError(f"--from: {source} holds no <student>/ folders")
@@ -134,7 +148,8 @@ def import_zip(course: Course, assignment: str, source: Path) -> ImportReport:
                                        "nor <student>/<file>")
                 continue
             by_student.setdefault(student, []).append(
-                _Incoming(info.filename, name, lambda info=info: archive.read(info)))
+                _Incoming(info.filename, name, lambda info=info: archive.read(info),
+                          datetime(*info.date_time, tzinfo=UTC)))
         for student in sorted(by_student):
             _place(course, assignment, student, by_student[student], report)
     if not report.students:
