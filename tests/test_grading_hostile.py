@@ -1,5 +1,8 @@
 """A hostile class, graded through the real runner (`dlcourse.grade.grade`, real nbgrader).
 
+Grading is confined by default: without bubblewrap `course grade` stops with one line
+naming both ways out, and runs unconfined only when asked (`--unconfined`).
+
 Two batches, each graded once per module with two workers:
 - the one-function ``tiny`` course: hang, kernel crash, memory hog, broken JSON,
   syntax error, edited and deleted test cells, an attempt to reach the network
@@ -12,7 +15,11 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import nbformat
 import pytest
@@ -21,6 +28,7 @@ from nbformat.v4 import new_code_cell
 
 from dlcourse import sandbox
 from dlcourse.course import scratch_course
+from dlcourse.errors import CourseError
 from dlcourse.examples import reference_handins, submissions_dir
 from dlcourse.grade import grade
 from dlcourse.notebooks import grade_id, read_notebook, replace_cell_sources
@@ -149,8 +157,8 @@ def test_edited_and_deleted_tests_are_restored_and_reported(tiny_batch):
 
 
 def test_submissions_are_confined(tiny_batch):
-    if sandbox.detect().kind != "bubblewrap":
-        pytest.skip(sandbox.detect().warning)
+    # Never skipped: grading refuses to run unconfined, and .ci/run installs bubblewrap.
+    assert sandbox.detect().kind == "bubblewrap"
     course, *_rest = tiny_batch
     nb = read_notebook(course.autograded / "escape" / "tiny" / "tiny.ipynb")
     text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
@@ -229,3 +237,36 @@ def test_feedback_holds_no_hidden_tests(inception_batch):
                    "load_cases"):
         assert secret not in html, secret
     assert not [p.name for p in folder.iterdir() if p.name.startswith("hidden_")]
+
+
+def test_no_confinement_means_no_grading_unless_asked(monkeypatch, tmp_path):
+    course = tiny_course(tmp_path / "course")
+    monkeypatch.setattr(sandbox, "detect", lambda: sandbox.Isolation("none", "bubblewrap (bwrap) is not installed"))
+    with pytest.raises(CourseError) as caught:
+        grade(course, "tiny", tmp_path / "nothing-imported")
+    message = str(caught.value)
+    assert "\n" not in message and "bwrap) is not installed" in message
+    assert "apt-get install bubblewrap" in message and "--unconfined" in message
+    assert not course.submitted.exists(), "refused before importing anything"
+
+
+def test_cli_without_bubblewrap_refuses_then_grades_when_told(tmp_path):
+    """A machine without bwrap on PATH: one-line error; with --unconfined it grades (and says so)."""
+    course = tiny_course(tmp_path / "course")
+    incoming = tmp_path / "incoming"
+    _write(incoming, "good", tiny_submission(course), "tiny.ipynb")
+    bin_dir = Path(sys.executable).parent
+    env = {**os.environ, "PATH": str(bin_dir), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    env.pop("DLCOURSE_ROOT", None)
+    cmd = [str(bin_dir / "course"), "grade", "tiny", "--from", str(incoming), "--timeout", "120"]
+    refused = subprocess.run(cmd, cwd=course.root, env=env, capture_output=True, text=True, timeout=300)
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr
+    assert refused.stderr.strip().count("\n") == 0, refused.stderr
+    assert refused.stderr.startswith("course: error: cannot confine student code")
+    assert "apt-get install bubblewrap" in refused.stderr and "--unconfined" in refused.stderr
+    told = subprocess.run([*cmd, "--unconfined"], cwd=course.root, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert told.returncode == 0, told.stderr
+    assert "running student code unconfined (--unconfined)" in told.stderr
+    with open(course.grades / "tiny.csv") as fh:
+        assert {r["student_id"]: r["score"] for r in csv.DictReader(fh)} == {"good": "2"}

@@ -49,16 +49,24 @@ def cmd_release(args: argparse.Namespace) -> int:
     return 0
 
 
-def _outcome_line(outcome) -> str:
-    state = "graded" if outcome.ok else f"FAILED ({outcome.reason})"
-    failed = [v.test_id for v in outcome.verdicts if not v.passed]
-    extra = f"; {len(outcome.findings)} tampering finding(s)" if outcome.findings else ""
-    return (f"{outcome.student}: {state} in {outcome.seconds:.1f} s, {outcome.peak_memory / 2**30:.1f} GB{extra}"
-            + (f"; failed when repeated outside the kernel: {', '.join(failed)}" if failed else ""))
+def _outcome_line(graded) -> str:
+    """One neutral line per graded submission: what happened, not what it may mean."""
+    outcome = graded.outcome
+    state = "graded" if outcome.ok else f"NOT GRADED ({outcome.reason})"
+    parts = [f"{outcome.student}: {state} in {outcome.seconds:.1f} s, {outcome.peak_memory / 2**30:.1f} GB"]
+    if graded.hidden_failed:
+        parts.append(f"hidden test failed: {', '.join(graded.hidden_failed)}")
+    if graded.disagreed:
+        parts.append(f"disagrees with the repeat outside the notebook: {', '.join(graded.disagreed)}")
+    if outcome.findings:
+        parts.append(f"{len(outcome.findings)} tampering finding(s)")
+    if graded.review:
+        parts.append(f"hand grade to review again: {', '.join(graded.review)}")
+    return "; ".join(parts)
 
 
-def _print_progress(index: int, total: int, outcome) -> None:
-    print(f"[{index}/{total}] {_outcome_line(outcome)}", flush=True)
+def _print_progress(index: int, total: int, graded) -> None:
+    print(f"[{index}/{total}] {_outcome_line(graded)}", flush=True)
 
 
 class _ProgressBar:
@@ -81,9 +89,10 @@ class _ProgressBar:
         self.bar.start()
         self.task = self.bar.add_task("grading", total=len(students))
 
-    def update(self, index: int, total: int, outcome) -> None:
+    def update(self, index: int, total: int, graded) -> None:
+        outcome = graded.outcome
         style = "green" if outcome.ok and not outcome.findings else "red" if not outcome.ok else "yellow"
-        self.bar.console.print(f"[{index}/{total}] {_outcome_line(outcome)}", style=style, markup=False,
+        self.bar.console.print(f"[{index}/{total}] {_outcome_line(graded)}", style=style, markup=False,
                                highlight=False)
         self.bar.advance(self.task)
 
@@ -94,7 +103,6 @@ class _ProgressBar:
 def cmd_grade(args: argparse.Namespace) -> int:
     from dlcourse.course import Course
     from dlcourse.grade import grade
-    from dlcourse.reports import score_table
 
     course = Course.find()
     course.require_assignment(args.assignment)
@@ -103,11 +111,21 @@ def cmd_grade(args: argparse.Namespace) -> int:
     try:
         result = grade(course, args.assignment, source, timeout=args.timeout, progress=bar.update,
                        started=bar.started, workers=args.workers, memory_gb=args.memory, force=args.force,
-                       db=args.db)
+                       db=args.db, unconfined=args.unconfined,
+                       canvas_gradebook=Path(args.canvas_gradebook) if args.canvas_gradebook else None,
+                       canvas_column=args.canvas_column)
     finally:
         bar.stop()
     if result.warning:
         print(f"warning: {result.warning}", file=sys.stderr)
+    _print_grade_report(result)
+    return 0
+
+
+def _print_grade_report(result) -> None:
+    """What a TA must see after grading: imports, changes, the table, where the files are."""
+    from dlcourse.reports import score_table
+
     if result.imported:
         for line in result.imported.renamed:
             print(f"renamed: {line}")
@@ -121,10 +139,30 @@ def cmd_grade(args: argparse.Namespace) -> int:
     for row in result.rows:
         for finding in row.findings:
             print(f"tampering: {row.student}: {finding}")
+    for change in result.changes:
+        print(f"total changed: {change.student}: {change.before:g} -> {change.after:g} "
+              f"({change.after - change.before:+g})")
+    for student, cells in result.review.items():
+        print(f"review hand grade: {student}: {', '.join(cells)} (automatic outcome changed or resubmitted)")
+    if result.feedback:
+        print(f"feedback written: {', '.join(result.feedback)}")
     print(f"grades: {result.csv_path}\nper question: {result.questions_csv_path}\n"
-          f"LMS import: {result.lms_csv_path}")
-    print(f"feedback: {course.feedback}/<student>/{args.assignment}/")
-    return 0
+          f"other LMSs (one row per student, score and maximum per assignment): {result.lms_csv_path}")
+    if result.canvas:
+        _print_canvas(result.canvas)
+    print(f"feedback: {result.csv_path.parents[1] / 'feedback'}/<student>/{result.assignment}/")
+
+
+def _print_canvas(report) -> None:
+    print(f"Canvas import ({report.column!r} filled for {len(report.filled)} student(s)): {report.path}")
+    if report.pending:
+        print(f"  left blank, written answers wait for a TA: {'; '.join(report.pending)}")
+    if report.not_submitted:
+        print(f"  left blank, no submission in the gradebook: {'; '.join(report.not_submitted)}")
+    if report.unknown:
+        print(f"  graded but not in the Canvas export (not written): {', '.join(report.unknown)}")
+    for line in report.warnings:
+        print(f"  warning: {line}")
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -158,13 +196,28 @@ def cmd_demo(args: argparse.Namespace) -> int:
     demo_root = Path(args.dir) if args.dir else course.root / "demo"
     demo = scratch_course(course, demo_root)
     console = _console()
+    unconfined = _demo_mode()
     for assignment in course.assignment_ids():
         examples = submissions_dir(course, assignment)
         print(f"== course grade {assignment} --from {examples.relative_to(course.root)}")
-        result = grade(demo, assignment, examples, progress=_print_progress)
+        result = grade(demo, assignment, examples, progress=_print_progress, unconfined=unconfined)
         console.print(score_table(assignment, result.questions, result.rows))
     print(f"Demo course (gradebook, autograded notebooks, feedback, grades/): {demo_root}")
     return 0
+
+
+def _demo_mode() -> bool:
+    """Confined where bubblewrap works; otherwise unconfined, said out loud (the demo grades the
+    course's own examples, which `course grade` would refuse without --unconfined)."""
+    from dlcourse import sandbox
+
+    found = sandbox.detect()
+    if found.kind == "bubblewrap":
+        print("== grading confined with bubblewrap (no network, only the submission's own folder)")
+        return False
+    print(f"== grading UNCONFINED: {found.warning}. The demo grades the course's own examples; "
+          f"for students' work, {sandbox.INSTALL_HINT} (course grade refuses to run without it)")
+    return True
 
 
 def cmd_references(args: argparse.Namespace) -> int:
@@ -225,6 +278,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="regrade submissions already graded and unchanged")
     p.add_argument("--db", metavar="URL", help="gradebook database URL (default: nbgrader's SQLite file; "
                                                "e.g. postgresql://user@host/db)")
+    p.add_argument("--unconfined", action="store_true",
+                   help="run student code without bubblewrap's confinement, with your own rights")
+    p.add_argument("--canvas-gradebook", metavar="EXPORT.csv",
+                   help="a Canvas gradebook export to fill; writes grades/canvas_<assignment>.csv")
+    p.add_argument("--canvas-column", metavar="NAME",
+                   help="the export's column of this assignment (default: the one whose title starts "
+                        "with the assignment id)")
     p.set_defaults(func=cmd_grade)
 
     p = sub.add_parser("validate", help="run a notebook's visible tests and check hand-in files")
