@@ -35,7 +35,18 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	  { echo "error: the nbgrader JupyterLab extension is not enabled"; exit 1; }
 	@touch $@
 
+# Grading confines student code with bubblewrap: installed here when make runs as root
+# with apt-get (as in CI); otherwise one line says what to run. `course demo` then says
+# whether it grades confined.
 demo: $(STAMP)
+	@command -v bwrap >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "Installing bubblewrap (confines student code while grading)..."; \
+	    apt-get install -y -qq bubblewrap >/dev/null 2>&1 || \
+	      { apt-get update -qq >/dev/null && apt-get install -y -qq bubblewrap >/dev/null; } || true; \
+	  else \
+	    echo "note: to confine student code while grading, run: sudo apt-get install bubblewrap"; \
+	  fi; }
 	$(COURSE) demo
 
 test: $(STAMP)
