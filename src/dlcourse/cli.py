@@ -171,6 +171,35 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return run(args.notebook, out=lambda line: print(line, flush=True))
 
 
+def cmd_publish(args: argparse.Namespace) -> int:
+    from dlcourse.course import Course
+    from dlcourse.publish import publish
+
+    report = publish(Course.find(), Path(args.dest), make_zip=args.zip, check=args.check)
+    for line in report.warnings:
+        print(f"warning: {line}", file=sys.stderr)
+    for line in report.stale:
+        print(f"  {line}")
+    for line in report.leaks:
+        print(f"  LEAK {line}")
+    size = f"{report.files} files, {report.bytes / 1e6:.1f} MB"
+    if report.leaks:
+        print(f"course: error: the edition at {report.dest} leaks {len(report.leaks)} item(s) (listed above); "
+              "do not hand it out", file=sys.stderr)
+        return 1
+    if args.check:
+        if report.stale:
+            print(f"course: error: the edition at {report.dest} is out of date; run 'course publish {args.dest}'",
+                  file=sys.stderr)
+            return 1
+        print(f"{report.dest}: up to date ({size}); leak scan: clean")
+        return 0
+    print(f"edition: {report.dest} ({size}); leak scan: clean")
+    if report.zip_path:
+        print(f"zip for the LMS: {report.zip_path}")
+    return 0
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     from dlcourse.check import run_checks
     from dlcourse.course import Course
@@ -287,9 +316,16 @@ def build_parser() -> argparse.ArgumentParser:
                         "with the assignment id)")
     p.set_defaults(func=cmd_grade)
 
-    p = sub.add_parser("validate", help="run a notebook's visible tests and check hand-in files")
+    p = sub.add_parser("validate", help="run a copy of a notebook as the grader does; report each cell")
     p.add_argument("notebook")
     p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("publish", help="write the student edition to DEST and scan it for leaks")
+    p.add_argument("dest", metavar="DEST", help="folder of the edition (new, or an earlier edition)")
+    p.add_argument("--zip", action="store_true", help="also write DEST.zip, for an LMS")
+    p.add_argument("--check", action="store_true", help="fail if the edition at DEST is out of date or leaks; "
+                                                         "change nothing")
+    p.set_defaults(func=cmd_publish)
 
     p = sub.add_parser("references", help="regenerate the hidden reference outputs from the solutions")
     p.add_argument("assignment", nargs="?", help="one assignment (default: all that have references)")

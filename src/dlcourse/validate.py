@@ -25,7 +25,6 @@ from pathlib import Path
 from nbformat import NotebookNode
 
 from dlcourse.errors import CourseError
-from dlcourse.notebooks import grade_id, nbgrader_meta, read_notebook
 
 #: Seconds one cell may run (training is skipped in the grader's mode).
 CELL_TIMEOUT = 600
@@ -40,6 +39,26 @@ KERNEL_ENV = {
 COPY_LIMIT_BYTES = 2 * 2**30
 HIDDEN_NOTE = "runs when graded"
 _SKIP_DIRS = {".ipynb_checkpoints", "__pycache__", ".git", ".venv"}
+
+
+def read_notebook(path: Path) -> NotebookNode:
+    """Read a notebook; a broken file is a one-line CourseError (this module ships without
+    the TA side's ``dlcourse.notebooks``)."""
+    import nbformat
+
+    try:
+        return nbformat.read(path, as_version=4)
+    except Exception as exc:  # JSON, encoding and schema errors alike
+        kind = "not JSON: cut off or corrupted" if isinstance(exc, ValueError) else type(exc).__name__
+        raise CourseError(f"{path} is not a valid notebook ({kind})") from None
+
+
+def nbgrader_meta(cell: NotebookNode) -> dict:
+    return cell.get("metadata", {}).get("nbgrader", {})
+
+
+def grade_id(cell: NotebookNode) -> str | None:
+    return nbgrader_meta(cell).get("grade_id")
 
 
 @dataclass(frozen=True)
