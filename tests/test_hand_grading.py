@@ -162,6 +162,9 @@ def test_feedback_follows_hand_grading_without_hidden_tests(term):
     _course, runs = term
     before, after = runs["first"], runs["after_hand_grading"]
     assert COMMENT not in before["feedback"]
+    assert "Provisional score: 2.0 / 3.0; 1 answer(s) not graded yet" in before["feedback"]
+    assert "Not graded yet (out of 1.0)" in before["feedback"] and "Score: 0.0 / 1.0" not in before["feedback"]
+    assert "Provisional" not in after["feedback"] and "Not graded yet" not in after["feedback"]
     assert after["result"].feedback == ["101"], "only the student whose grades changed"
     assert COMMENT in after["feedback"] and "Score: 3.0 / 3.0" in after["feedback"]
     for state in (before, after, runs["forced"]):

@@ -23,7 +23,7 @@ from dlcourse.course import Course
 from dlcourse.errors import CourseError
 from dlcourse.nbgrader_plugins import hidden_files
 from dlcourse.notebooks import read_notebook
-from dlcourse.reports import StudentScore, collect_scores, write_csvs, write_lms_csv
+from dlcourse.reports import StudentScore, collect_scores, mark_pending, write_csvs, write_lms_csv
 from dlcourse.submissions import TIMESTAMP, ImportReport, import_submissions
 from dlcourse.verify import Verdict
 
@@ -295,9 +295,18 @@ def refresh_feedback(course: Course, assignment: str, students: list[str], main_
         if not result["success"]:
             problem = problem or f"feedback for {student} failed: {nbgrader_api.failure_reason(result)}"
             continue
+        _mark_provisional(course, assignment, student, main_url)
         _update_record(course, assignment, student, feedback=state)
         written.append(student)
     return written, problem
+
+
+def _mark_provisional(course: Course, assignment: str, student: str, main_url: str) -> None:
+    """Written answers waiting for a TA read "not graded yet" in the feedback, the total provisional."""
+    for notebook, pending in gradebook.pending_cells(main_url, assignment, student).items():
+        path = course.feedback / student / assignment / f"{notebook}.html"
+        if pending and path.is_file():
+            path.write_text(mark_pending(path.read_text(), notebook, pending))
 
 
 def _changes(before: dict[str, gradebook.Total], after: dict[str, gradebook.Total],

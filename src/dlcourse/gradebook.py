@@ -40,10 +40,13 @@ def trusted_grades(main_url: str, assignment: str, notebook: Path) -> dict[str, 
 
     The private gradebook was writable while the student's code ran, so none of
     its numbers are used: points, solution flags and checksums come from the
-    course's gradebook, and nbgrader's own rule (``determine_grade``) is applied
-    to the outputs nbgrader wrote after every student process had stopped.
-    None means "to be graded by hand"; a grade cell missing from the notebook
-    scores 0.
+    course's gradebook, and the outputs are those nbgrader wrote after every
+    student process had stopped. A test cell scores full marks if and only if no
+    output of it is an error: nbgrader's ``determine_grade`` stops at the first
+    ``execute_result`` and reads it as a partial score, which student code can
+    emit before the cell raises. Answer cells follow nbgrader's rule. None means
+    "to be graded by hand"; a grade cell missing from the notebook scores 0, and
+    one that appears twice scores the lower of the two.
     """
     import copy
 
@@ -59,16 +62,25 @@ def trusted_grades(main_url: str, assignment: str, notebook: Path) -> dict[str, 
         checksums = {c.name: c.checksum for c in row.source_cells}
         locked = {c.name: bool(c.locked) for c in row.source_cells}
     scores: dict[str, float | None] = dict.fromkeys(points, 0.0)
+    seen: set[str] = set()
     for cell in nb.cells:
         name = grade_id(cell)
         if name not in points:
             continue
-        trusted = copy.deepcopy(cell)
-        trusted.metadata["nbgrader"] = {"grade": True, "solution": name in solutions, "grade_id": name,
-                                        "points": points[name], "checksum": checksums.get(name),
-                                        "locked": locked.get(name, False)}
-        score, _max = determine_grade(trusted)
-        scores[name] = None if score is None else min(float(score), points[name])
+        if cell.cell_type == "code" and name not in solutions:
+            raised = any(out.get("output_type") == "error" for out in cell.get("outputs", []))
+            score: float | None = 0.0 if raised else points[name]
+        else:
+            trusted = copy.deepcopy(cell)
+            trusted.metadata["nbgrader"] = {"grade": True, "solution": name in solutions, "grade_id": name,
+                                            "points": points[name], "checksum": checksums.get(name),
+                                            "locked": locked.get(name, False)}
+            score, _max = determine_grade(trusted)
+            score = None if score is None else min(float(score), points[name])
+        if name in seen and scores[name] is not None:
+            score = scores[name] if score is None else min(score, scores[name])
+        scores[name] = score
+        seen.add(name)
     return scores
 
 
@@ -166,6 +178,18 @@ def totals(url: str, assignment: str) -> dict[str, Total]:
             return {}
         return {s.student.id: Total(float(s.score), float(s.max_score), bool(s.needs_manual_grade))
                 for s in submissions}
+
+
+def pending_cells(url: str, assignment: str, student: str) -> dict[str, dict[str, str]]:
+    """Per notebook, the cells whose score is not final: ``"not graded yet"`` (no score from
+    anyone) or ``"under review"`` (a hand grade whose automatic outcome changed)."""
+    from dlcourse.reports import NOT_GRADED, UNDER_REVIEW
+
+    with Gradebook(url) as gb:
+        submission = gb.find_submission(assignment, student)
+        return {nb.name: {g.name: NOT_GRADED if g.manual_score is None else UNDER_REVIEW
+                          for g in nb.grades if g.needs_manual_grade}
+                for nb in submission.notebooks}
 
 
 def grading_state(url: str, assignment: str, student: str) -> str:
