@@ -102,3 +102,26 @@ def test_edited_and_deleted_test_cells_are_found_and_restored():
     assert restore_deleted_tests(deleted, TINY) == ["test_double"]
     assert [grade_id(c) for c in deleted.cells] == [grade_id(c) for c in TINY.cells]
     assert "BEGIN HIDDEN TESTS" not in deleted.cells[2].source, "restored as released"
+
+
+def test_submission_times_reach_nbgraders_timestamp_file(tmp_path):
+    import os
+
+    course = make_course(tmp_path / "course", {"a": TINY})
+    download = tmp_path / "sub.zip"
+    with zipfile.ZipFile(download, "w") as zf:
+        zf.writestr(zipfile.ZipInfo("doejane_1234_1_a.ipynb", date_time=(2026, 3, 1, 23, 59, 58)), b"{}")
+        zf.writestr(zipfile.ZipInfo("doejane_1234_2_a_model.keras", date_time=(2026, 3, 1, 10, 0, 0)), b"m")
+    import_submissions(course, "a", download)
+    assert (course.submitted / "1234/a/timestamp.txt").read_text() == "2026-03-01 23:59:58 UTC"
+    folder = tmp_path / "incoming"
+    (folder / "s1").mkdir(parents=True)
+    (folder / "s1/a.ipynb").write_bytes(b"{}")
+    os.utime(folder / "s1/a.ipynb", (1_700_000_000, 1_700_000_000))
+    (folder / "s2").mkdir()
+    (folder / "s2/a.ipynb").write_bytes(b"{}")
+    (folder / "s2/timestamp.txt").write_text("2026-02-02 12:00:00.000000 UTC")
+    import_submissions(course, "a", folder)
+    assert (course.submitted / "s1/a/timestamp.txt").read_text() == "2023-11-14 22:13:20 UTC"
+    assert (course.submitted / "s2/a/timestamp.txt").read_text() == "2026-02-02 12:00:00.000000 UTC", \
+        "a time the download carries is kept"
