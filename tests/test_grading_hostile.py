@@ -264,9 +264,27 @@ def test_cli_without_bubblewrap_refuses_then_grades_when_told(tmp_path):
     assert refused.stderr.strip().count("\n") == 0, refused.stderr
     assert refused.stderr.startswith("course: error: cannot confine student code")
     assert "apt-get install bubblewrap" in refused.stderr and "--unconfined" in refused.stderr
-    told = subprocess.run([*cmd, "--unconfined"], cwd=course.root, env=env, capture_output=True, text=True,
-                          timeout=300)
+    export = tmp_path / "export.csv"
+    export.write_text("Student,ID,SIS User ID,SIS Login ID,Section,Tiny (1)\n    Points Possible,,,,,3\n"
+                      "\"Good, Gina\",good,,,,\n\"Late, Lou\",lou,,,,\n")
+    told = subprocess.run([*cmd, "--unconfined", "--canvas-gradebook", str(export)], cwd=course.root, env=env,
+                          capture_output=True, text=True, timeout=300)
     assert told.returncode == 0, told.stderr
     assert "running student code unconfined (--unconfined)" in told.stderr
+    assert "Canvas import ('Tiny (1)' filled for 0 student(s))" in told.stdout, told.stdout
+    assert "left blank, written answers wait for a TA: Good, Gina (good)" in told.stdout
+    assert "left blank, no submission in the gradebook: Late, Lou (lou)" in told.stdout
     with open(course.grades / "tiny.csv") as fh:
         assert {r["student_id"]: r["score"] for r in csv.DictReader(fh)} == {"good": "2"}
+
+
+def test_demo_says_which_mode_it_grades_in(monkeypatch, capsys):
+    from dlcourse.cli import _demo_mode
+
+    monkeypatch.setattr(sandbox, "detect", lambda: sandbox.Isolation("none", "bubblewrap (bwrap) is not installed"))
+    assert _demo_mode() is True
+    said = capsys.readouterr().out
+    assert "grading UNCONFINED: bubblewrap (bwrap) is not installed" in said and "apt-get install bubblewrap" in said
+    monkeypatch.setattr(sandbox, "detect", lambda: sandbox.Isolation("bubblewrap"))
+    assert _demo_mode() is False
+    assert "grading confined with bubblewrap" in capsys.readouterr().out

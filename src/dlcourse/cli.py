@@ -118,11 +118,11 @@ def cmd_grade(args: argparse.Namespace) -> int:
         bar.stop()
     if result.warning:
         print(f"warning: {result.warning}", file=sys.stderr)
-    _print_grade_report(result)
+    _print_grade_report(result, course.feedback)
     return 0
 
 
-def _print_grade_report(result) -> None:
+def _print_grade_report(result, feedback: Path) -> None:
     """What a TA must see after grading: imports, changes, the table, where the files are."""
     from dlcourse.reports import score_table
 
@@ -150,7 +150,7 @@ def _print_grade_report(result) -> None:
           f"other LMSs (one row per student, score and maximum per assignment): {result.lms_csv_path}")
     if result.canvas:
         _print_canvas(result.canvas)
-    print(f"feedback: {result.csv_path.parents[1] / 'feedback'}/<student>/{result.assignment}/")
+    print(f"feedback: {feedback}/<student>/{result.assignment}/")
 
 
 def _print_canvas(report) -> None:

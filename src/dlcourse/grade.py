@@ -12,6 +12,7 @@ import tempfile
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 import nbformat
@@ -93,7 +94,17 @@ def submission_digest(course: Course, assignment: str, student: str) -> str:
 
 def _submitted_time(course: Course, assignment: str, student: str) -> str:
     path = course.submitted / student / assignment / TIMESTAMP
-    return path.read_text().strip() if path.is_file() else ""
+    return path.read_text(errors="replace").strip() if path.is_file() else ""
+
+
+def _submitted_at(course: Course, assignment: str, student: str) -> datetime | None:
+    """The submission time as nbgrader reads it (None where there is none or it is unreadable)."""
+    from nbgrader.utils import parse_utc
+
+    try:
+        return parse_utc(_submitted_time(course, assignment, student)) or None
+    except (ValueError, OverflowError):
+        return None
 
 
 def assignment_digest(course: Course, assignment: str, template_url: str) -> str:
@@ -186,10 +197,8 @@ def _merge(course: Course, assignment: str, outcome: Outcome, main_url: str, res
 def _record_failure(course: Course, assignment: str, student: str, reason: str, main_url: str) -> None:
     """Score 0 with the reason, and a folder in autograded/ so that formgrader lists it as graded
     (it shows the submitted notebook, or one that states the reason if that cannot be read)."""
-    from nbgrader.utils import parse_utc
-
-    stamp = _submitted_time(course, assignment, student)
-    gradebook.record_failure(main_url, assignment, student, reason, parse_utc(stamp) if stamp else None)
+    gradebook.record_failure(main_url, assignment, student, reason, _submitted_at(course, assignment, student))
+    shutil.rmtree(course.feedback / student / assignment, ignore_errors=True)  # it would show old scores
     target = course.autograded / student / assignment
     if target.exists():
         shutil.rmtree(target)
@@ -347,6 +356,8 @@ def grade(
     """
     course.require_assignment(assignment)
     _check_options(timeout, workers, memory_gb)
+    if canvas_column is not None and canvas_gradebook is None:
+        raise CourseError("--canvas-column needs --canvas-gradebook EXPORT.csv")
     isolation = sandbox.required(unconfined)
     export = canvas.read_export(canvas_gradebook) if canvas_gradebook is not None else None
     column = canvas.find_column(export, assignment, canvas_column) if export is not None else None
