@@ -217,9 +217,50 @@ def test_bad_canvas_exports_are_one_clear_error(tmp_path):
         canvas.read_export(tmp_path / "missing.csv")
     _write_export(path)
     export = canvas.read_export(path)
-    with pytest.raises(CourseError, match="no column of export.csv starts with 'lstm'"):
+    with pytest.raises(CourseError, match=r"no column of export\.csv starts with 'lstm'"):
         canvas.find_column(export, "lstm")
     with pytest.raises(CourseError, match="--canvas-column: no column 'Tiny'"):
         canvas.find_column(export, "tiny", "Tiny")
     assert canvas.find_column(export, "TINY") == "Tiny practical (4711)"
     assert canvas.split_name("Vries, Carol de") == ("Carol de", "Vries")
+
+
+def test_merge_keeps_hand_grades_and_flags_only_what_changed(tmp_path):
+    """The merge rule on a real gradebook, without grading processes."""
+    from dlcourse import gradebook
+    from dlcourse.grade import register
+
+    course = tiny_course(tmp_path / "course")
+    main, private = f"sqlite:///{tmp_path / 'main.db'}", f"sqlite:///{tmp_path / 'private.db'}"
+    for url in (main, private):
+        register(course, "tiny", url)
+    with Gradebook(private) as gb:
+        gb.add_student("s1")
+        gb.add_submission("tiny", "s1")
+
+    def merge(test_score: float, resubmitted: bool = False) -> list[str]:
+        return gradebook.merge_submission(private, main, "tiny", "s1",
+                                          {"tiny": {"test_double": test_score, "question_double": None}}, [],
+                                          flagged=False, resubmitted=resubmitted)
+
+    def grades() -> dict[str, tuple]:
+        with Gradebook(main) as gb:
+            return {g.name: (g.auto_score, g.manual_score, g.extra_credit, g.needs_manual_grade)
+                    for g in gb.find_submission_notebook("tiny", "tiny", "s1").grades}
+
+    assert merge(2.0) == []
+    with Gradebook(main) as gb:  # the TA: overrides the test cell, grades the answer, adds extra credit
+        for name, manual in (("test_double", 1.5), ("question_double", 1.0)):
+            row = gb.find_grade(name, "tiny", "tiny", "s1")
+            row.manual_score, row.needs_manual_grade = manual, False
+        gb.find_grade("question_double", "tiny", "tiny", "s1").extra_credit = 0.5
+        gb.db.commit()
+    assert merge(2.0) == [] and grades() == {"test_double": (2.0, 1.5, None, False),
+                                              "question_double": (None, 1.0, 0.5, False)}
+    assert merge(0.0) == ["test_double"], "the automatic outcome changed: review the hand grade"
+    assert grades() == {"test_double": (0.0, 1.5, None, True), "question_double": (None, 1.0, 0.5, False)}
+    assert sorted(merge(0.0, resubmitted=True)) == ["question_double", "test_double"]
+    gradebook.record_failure(main, "tiny", "s1", "time limit of 1 s exceeded")
+    assert grades() == {"test_double": (0.0, 1.5, None, True), "question_double": (0.0, 1.0, 0.5, True)}
+    assert gradebook.pending_cells(main, "tiny", "s1") == {"tiny": {"test_double": "under review",
+                                                                     "question_double": "under review"}}
