@@ -251,7 +251,7 @@ def _plan(course: Course, assignment: str, students: list[str], template_url: st
                   "timestamp": _submitted_time(course, assignment, student), "assignment": graded_with}
         plan.inputs[student] = inputs
         record = _read_record(course, assignment, student) or {}
-        if record.get("submission") != inputs["submission"]:
+        if record.get("submission", inputs["submission"]) != inputs["submission"]:  # unknown: not new
             plan.resubmitted.add(student)
         current = all(record.get(k) == v for k, v in inputs.items()) and student in recorded
         (plan.skipped if current and not force else plan.todo).append(student)
