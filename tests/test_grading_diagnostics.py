@@ -9,11 +9,7 @@ import numpy as np
 import pytest
 
 from dlcourse.grading import GradingFailure
-from dlcourse.grading.inception import (
-    check_auxiliary_classifier,
-    check_inception_module,
-    make_cases,
-)
+from dlcourse.grading.inception import AUXILIARY_CLASSIFIER, INCEPTION_MODULE, make_cases
 from dlcourse.grading.weights import load_reference_weights
 
 REPO = Path(__file__).resolve().parents[1]
@@ -50,15 +46,17 @@ def cases():
 
     cells = cells_by_grade_id(read_notebook(repo / "solutions/inception/inception.ipynb"))
     ns = define("\n\n".join(strip_markers(cells[g].source) for g in ("inception_module", "auxiliary_classifier")))
-    return {c.name: c for c in make_cases(ns["inception_module"], ns["auxiliary_classifier"])}
+    ns.update(define("\n\n".join(strip_markers(cells[g].source) for g in ("conv_params", "params_inception"))))
+    return {c.name: c for c in make_cases(ns["inception_module"], ns["auxiliary_classifier"], ns["conv_params"],
+                                          ns["params_inception"])}
 
 
 @pytest.mark.parametrize("impl", [i for i in IMPLEMENTATIONS if i.name in EXPECTED], ids=lambda i: i.name)
 def test_mutant_message_names_the_mistake(impl, cases):
     fn = define(impl.source)[impl.grade_id]
-    check = check_inception_module if impl.grade_id == "inception_module" else check_auxiliary_classifier
+    spec = INCEPTION_MODULE if impl.grade_id == "inception_module" else AUXILIARY_CLASSIFIER
     with pytest.raises(GradingFailure) as failure:
-        check(fn, cases)
+        spec.check(fn, cases)
     assert EXPECTED[impl.name] in str(failure.value), str(failure.value)
 
 
@@ -108,11 +106,11 @@ def test_residual_messages_localise_the_fault(name):
     from mutants.residual import IMPLEMENTATIONS as RESIDUAL
 
     from dlcourse.grading import load_cases
-    from dlcourse.grading import residual as checks
+    from dlcourse.grading.registry import function_specs
 
     impl = next(i for i in RESIDUAL if i.name == name)
     cases = load_cases(REPO / "solutions/residual/hidden_residual_refs.npz")
-    check = getattr(checks, f"check_{impl.grade_id}")
+    spec = {s.function: s for s in function_specs("residual")}[impl.grade_id]
     with pytest.raises(GradingFailure) as failure:
-        check(define(impl.source)[impl.grade_id], cases)
+        spec.check(define(impl.source)[impl.grade_id], cases)
     assert RESIDUAL_EXPECTED[name] in str(failure.value), str(failure.value)

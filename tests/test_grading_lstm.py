@@ -12,12 +12,13 @@ import pytest
 
 from dlcourse.grading import GradingFailure
 from dlcourse.grading.lstm import (
+    HANDIN,
+    LSTM_CELL_FORWARD,
+    LSTM_FORWARD,
     REFERENCE_FILE,
+    SIGMOID,
     FromScratchViolation,
     beat_f1,
-    check_handin,
-    check_lstm_cell_forward,
-    check_lstm_forward,
     keras_recurrent_blocked,
     produce_lstm_cell_forward,
     produce_lstm_forward,
@@ -76,8 +77,38 @@ def solution():
 
 
 def test_solution_passes(cases, solution) -> None:
-    check_lstm_cell_forward(solution["lstm_cell_forward"], cases)
-    check_lstm_forward(solution["lstm_forward"], cases)
+    SIGMOID.check(solution["sigmoid"], cases)
+    LSTM_CELL_FORWARD.check(solution["lstm_cell_forward"], cases)
+    LSTM_FORWARD.check(solution["lstm_forward"], cases)
+
+
+def test_a_wrong_step_costs_no_marks_in_the_layer(cases, solution) -> None:
+    """lstm_forward calls the student's lstm_cell_forward; while it is tested a reference step stands in."""
+    namespace = _solution_namespace()
+    exec(next(i.source for i in IMPLEMENTATIONS if i.name == "gate order i, f, o, c"), namespace)
+    with pytest.raises(GradingFailure, match="order i, f, o, c"):
+        LSTM_CELL_FORWARD.check(namespace["lstm_cell_forward"], cases)
+    LSTM_FORWARD.check(namespace["lstm_forward"], cases)
+    # the student's own step is back afterwards, and the reference is of no use outside the test
+    assert namespace["lstm_cell_forward"].__name__ == "lstm_cell_forward"
+    with LSTM_FORWARD.isolated(namespace["lstm_forward"]):
+        stand_in = namespace["lstm_cell_forward"]
+    with pytest.raises(GradingFailure, match="only available while"):
+        stand_in(*(np.zeros(s) for s in ((1, 1), (1, 1), (1, 1), (1, 4), (1, 4), (4,))))
+
+
+def test_a_wrong_sigmoid_costs_no_marks_in_the_step(cases) -> None:
+    namespace = _solution_namespace()
+    exec("def sigmoid(z):\n    return np.tanh(z)\n", namespace)
+    with pytest.raises(GradingFailure):
+        SIGMOID.check(namespace["sigmoid"], cases)
+    LSTM_CELL_FORWARD.check(namespace["lstm_cell_forward"], cases)
+    LSTM_FORWARD.check(namespace["lstm_forward"], cases)
+
+
+def test_an_overflowing_sigmoid_is_named(cases) -> None:
+    with pytest.raises(GradingFailure, match="overflowed"):
+        SIGMOID.check(lambda z: 1 / (1 + np.exp(-np.asarray(z, dtype=float))), cases)
 
 
 def test_cases_cover_the_issue(cases) -> None:
@@ -97,9 +128,9 @@ def test_cases_cover_the_issue(cases) -> None:
 def test_mutant_message_names_the_mistake(impl, cases) -> None:
     namespace = _solution_namespace()
     exec(impl.source, namespace)
-    check = check_lstm_cell_forward if impl.grade_id == "lstm_cell_forward" else check_lstm_forward
+    spec = LSTM_CELL_FORWARD if impl.grade_id == "lstm_cell_forward" else LSTM_FORWARD
     with pytest.raises(GradingFailure) as failure:
-        check(namespace[impl.grade_id], cases)
+        spec.check(namespace[impl.grade_id], cases)
     assert EXPECTED[impl.name] in str(failure.value), str(failure.value)
 
 
@@ -143,7 +174,7 @@ def test_guard_catches_a_swallowed_exception(cases) -> None:
 
 def test_produce_reports_structural_problems(cases, solution) -> None:
     cell = next(c for c in cases.values() if c.name.startswith("cell"))
-    assert produce_lstm_cell_forward(solution["lstm_cell_forward"], cell).shape == cell.expected.shape
+    assert produce_lstm_cell_forward(solution["lstm_cell_forward"], cell).output.shape == cell.expected.shape
     with pytest.raises(GradingFailure, match="must return a pair"):
         produce_lstm_cell_forward(lambda *a: a[1], cell)
     with pytest.raises(GradingFailure, match="raised ZeroDivisionError"):
@@ -183,8 +214,8 @@ def test_handin_rejects_an_all_background_model(tmp_path, capsys) -> None:
     path = tmp_path / "lstm_model.keras"
     model.save(path)
     assert (model.predict(x[:8], verbose=0).argmax(-1) == y[:8]).mean() > 0.8  # "accurate"...
-    with pytest.raises(GradingFailure, match=r"beat F1 on the test split 0\.000"):
-        check_handin(path, x, y, threshold=0.72)
+    passed, message = HANDIN.judge(HANDIN.produce(path, x), y)
+    assert not passed and message.startswith("beat F1 on the test split 0.000"), message
 
 
 def test_handin_contract(tmp_path) -> None:
@@ -196,14 +227,11 @@ def test_handin_contract(tmp_path) -> None:
     path = tmp_path / "lstm_model.keras"
     model.save(path)
     with pytest.raises(GradingFailure, match=r"\(200, 2\)"):
-        check_handin(path, np.zeros((2, 200, 1), np.float32), np.zeros((2, 200), np.uint8))
+        HANDIN.produce(path, np.zeros((2, 200, 1), np.float32))
 
 
 def test_reference_model_passes(capsys) -> None:
-    from dlcourse.grading.lstm import load_test_split
-
-    x, y = load_test_split(SOURCE / "hidden_signal_test.npz")
-    check_handin(SOURCE / "lstm_model.keras", x, y)
+    HANDIN.check(SOURCE)
     assert "beat F1 on the test split" in capsys.readouterr().out
 
 

@@ -42,7 +42,9 @@ def solution() -> dict:
 
 @pytest.fixture(scope="module")
 def cases(solution):
-    return make_cases(solution["inception_module"], solution["auxiliary_classifier"])
+    # the model cases: parameter-count cases involve no floating point
+    return [c for c in make_cases(solution["inception_module"], solution["auxiliary_classifier"])
+            if c.name.startswith(("module", "aux"))]
 
 
 def _builder(namespace: dict, case):

@@ -10,7 +10,10 @@ import pytest
 
 from dlcourse.grading import GradingFailure, load_cases
 from dlcourse.grading import unet as checks
+from dlcourse.grading.registry import function_specs
 from dlcourse.notebooks import cells_by_grade_id, read_notebook, strip_markers
+
+SPECS = {spec.function: spec for spec in function_specs("unet")}
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
@@ -67,9 +70,8 @@ def test_every_listed_mutant_exists():
 
 @pytest.mark.parametrize("impl", [i for i in IMPLEMENTATIONS if i.name in EXPECTED], ids=lambda i: i.name)
 def test_mutant_message_names_the_mistake(impl, cases):
-    check = getattr(checks, f"check_{impl.grade_id}")
     with pytest.raises(GradingFailure) as failure:
-        check(define(impl.source)[impl.grade_id], cases)
+        SPECS[impl.grade_id].check(define(impl.source)[impl.grade_id], cases)
     assert EXPECTED[impl.name] in str(failure.value), str(failure.value)
 
 
@@ -77,7 +79,7 @@ def test_mutant_message_names_the_mistake(impl, cases):
                                   and i.grade_id in ("receptive_field", "build_unet", "dice_coefficient")],
                          ids=lambda i: i.name)
 def test_alternatives_pass(impl, cases):
-    getattr(checks, f"check_{impl.grade_id}")(define(impl.source)[impl.grade_id], cases)
+    SPECS[impl.grade_id].check(define(impl.source)[impl.grade_id], cases)
 
 
 def test_produce_functions_reproduce_the_references(solution, cases):
@@ -89,7 +91,7 @@ def test_produce_functions_reproduce_the_references(solution, cases):
     seen = set()
     for case in cases.values():
         prefix = next(p for p in produce if case.name.startswith(p))
-        got = produce[prefix](solution[functions[prefix]], case)
+        got = produce[prefix](solution[functions[prefix]], case).output
         assert isinstance(got, np.ndarray) and got.shape == case.expected.shape, case.name
         assert relative_error(got, case.expected) <= TOLERANCE, case.name
         seen.add(prefix)
@@ -100,7 +102,7 @@ def test_produce_does_not_judge(cases):
     """A wrong function still produces an output; only the check fails."""
     wrong = define(next(i for i in IMPLEMENTATIONS if i.name == "background left out").source)["dice_coefficient"]
     case = cases["dice_confident"]
-    assert checks.produce_dice_coefficient(wrong, case).shape == (1,)
+    assert checks.produce_dice_coefficient(wrong, case).output.shape == (1,)
 
 
 def test_student_exception_names_the_call(cases):
@@ -144,16 +146,18 @@ def _save_constant_model(path: Path, probabilities: np.ndarray) -> None:
     keras.Model(inputs, keras.layers.Softmax()(logits)).save(path)
 
 
-def test_handin_check_scores_and_prints(tmp_path, capsys):
+def test_handin_contract_scores(tmp_path):
     masks = np.zeros((3, 8, 8), np.uint8)
     images = np.zeros((3, 8, 8, 1), np.float32)
     _save_constant_model(tmp_path / "unet_model.keras", np.array([0.7, 0.1, 0.1, 0.1]))
-    with pytest.raises(GradingFailure, match=r"mean foreground Dice .* is below the threshold 0\.80"):
-        masks[:, :4] = 1
-        checks.check_segmentation_handin(tmp_path / "unet_model.keras", images, masks, threshold=0.8)
+    handin = checks.HANDIN
+    np.savez(tmp_path / handin.data_file, x=images, y=masks)
+    masks[:, :4] = 1
+    passed, message = handin.judge(handin.produce(tmp_path / "unet_model.keras", images), masks)
+    assert not passed and "is below the threshold 0.80" in message and message.startswith("mean foreground Dice")
     masks[:] = 0
-    assert checks.check_segmentation_handin(tmp_path / "unet_model.keras", images, masks, threshold=0.8) is None
-    assert "mean foreground Dice 1.000" in capsys.readouterr().out
+    passed, message = handin.judge(handin.produce(tmp_path / "unet_model.keras", images), masks)
+    assert passed and message.startswith("mean foreground Dice on the test split 1.000"), message
 
 
 def test_handin_check_rejects_wrong_output_shape(tmp_path):
@@ -163,5 +167,4 @@ def test_handin_check_rejects_wrong_output_shape(tmp_path):
     pooled = keras.layers.GlobalAveragePooling2D()(inputs)
     keras.Model(inputs, keras.layers.Dense(4, activation="softmax")(pooled)).save(tmp_path / "m.keras")
     with pytest.raises(GradingFailure, match="one probability vector per pixel"):
-        checks.check_segmentation_handin(tmp_path / "m.keras", np.zeros((2, 8, 8, 1), np.float32),
-                                         np.zeros((2, 8, 8), np.uint8), threshold=0.5)
+        checks.HANDIN.produce(tmp_path / "m.keras", np.zeros((2, 8, 8, 1), np.float32))

@@ -1,22 +1,53 @@
-"""The repeat of hidden tests outside the kernel covers what it should."""
+"""One definition per graded function and hand-in: the hidden cells are built from the specs,
+the repeat outside the kernel covers every hidden test, and the prose states the contract."""
 
 from __future__ import annotations
+
+import re
 
 import pytest
 
 from dlcourse.course import Course
+from dlcourse.grading.registry import function_specs, handin_contracts, spec_problems
 from dlcourse.notebooks import grade_id, read_notebook
 from dlcourse.verify import verified_test_ids
 
-#: Hidden asserts that stay inside the kernel only: small arithmetic checks
-#: (parameter counts, a sigmoid) where no reference outputs are involved.
-KERNEL_ONLY = {"inception": {"test_conv_params", "test_params_inception"}, "lstm": {"test_sigmoid"}}
+ASSIGNMENTS = ["inception", "residual", "lstm", "unet"]
 
 
-@pytest.mark.parametrize("assignment", ["inception", "residual", "lstm", "unet"])
-def test_every_hidden_reference_test_is_repeated_outside_the_kernel(repo_course: Course, assignment):
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_every_hidden_test_is_repeated_outside_the_kernel(repo_course: Course, assignment):
     nb = read_notebook(repo_course.source_notebook(assignment))
     hidden = {grade_id(c) for c in nb.cells if "BEGIN HIDDEN TESTS" in c.source}
-    verified = set(verified_test_ids(assignment))
-    assert verified <= hidden, f"registry names cells the notebook lacks: {sorted(verified - hidden)}"
-    assert hidden - verified == KERNEL_ONLY.get(assignment, set())
+    assert hidden == set(verified_test_ids(assignment))
+
+
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_hidden_cells_are_built_from_the_specs(repo_course: Course, assignment):
+    assert spec_problems(repo_course, assignment) == []
+
+
+def test_a_hidden_cell_that_drifts_from_its_spec_is_found(repo_course: Course, tmp_path):
+    # a copy of the source notebook (never the repository's), with a hand-edited threshold in
+    # the prose and in the hidden cell's summary line, and a hidden cell that checks another function
+    text = repo_course.source_notebook("lstm").read_text()
+    copy = tmp_path / "solutions" / "lstm" / "lstm.ipynb"
+    copy.parent.mkdir(parents=True)
+    copy.write_text(text.replace("beat F1 ≥ 0.72", "beat F1 ≥ 0.70", 1)
+                    .replace("beat F1 >= 0.72.", "beat F1 >= 0.75.", 1)
+                    .replace("LSTM_FORWARD.check(lstm_forward)", "LSTM_FORWARD.check(lstm_cell_forward)", 1))
+    (tmp_path / "nbgrader_config.py").write_text("")
+    problems = "\n".join(spec_problems(Course(tmp_path), "lstm"))
+    assert "0.70" in problems and "test_sequence_models_handin" in problems
+    assert "test_lstm_forward_reference" in problems
+
+
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_specs_name_existing_contract_functions(repo_course: Course, assignment):
+    nb = read_notebook(repo_course.source_notebook(assignment))
+    ids = {grade_id(c) for c in nb.cells}
+    for spec in function_specs(assignment):
+        assert spec.function in ids and spec.test_id in ids, spec.function
+        assert re.fullmatch(rf"test_{spec.function}(_\w+)?", spec.test_id)
+    for handin in handin_contracts(assignment):
+        assert handin.grade_id in ids

@@ -45,14 +45,18 @@ def release_gate(course: Course) -> list[Gate]:
 
 
 def reference_gate(course: Course, assignment: str) -> list[Gate]:
-    """Stored hidden reference outputs are what the current solution produces."""
-    from dlcourse.grading.registry import compare_references, reference_sets
+    """Stored hidden reference outputs are what the current solution produces; the hidden
+    cells and the prose agree with the specs and the hand-in contract."""
+    from dlcourse.grading.registry import compare_references, reference_sets, spec_problems
 
     if not reference_sets(assignment):
         return []
     problems = compare_references(course, assignment)
+    drift = spec_problems(course, assignment)
     return [Gate(f"{assignment}: hidden references reproduce from the solution", not problems,
-                 "; ".join(problems))]
+                 "; ".join(problems)),
+            Gate(f"{assignment}: hidden cells and prose follow the specs and hand-in contract", not drift,
+                 "; ".join(drift))]
 
 
 def mutant_gate(course: Course, assignment: str) -> list[Gate]:

@@ -56,9 +56,11 @@ class AutogradeFileCopier:
 
     Hidden files come from the source folder; hand-in model files come from the
     student's own submission (never from the source folder). nbgrader calls the
-    hook with the submitted notebooks' paths,
-    ``<root>/<submitted>/<student>/<assignment>/<nb>.ipynb``; the course root is
-    read off those paths, so the hook follows whatever root nbgrader uses.
+    hook once per submission with that submission's notebook paths,
+    ``<root>/<submitted>/<student>/<assignment>/<nb>.ipynb``. The course root,
+    the student and the assignment are read off those paths: when a whole class
+    is autograded nbgrader passes ``student="*"`` (the pattern it was asked
+    for), not the student whose notebooks these are.
     """
 
     def __init__(self, source_directory: str, autograded_directory: str) -> None:
@@ -71,6 +73,7 @@ class AutogradeFileCopier:
             return
         submitted = Path(notebooks[0]).resolve().parent
         root = submitted.parents[2]
+        assignment, student = submitted.name, submitted.parent.name
         source = root / self.source_directory / assignment
         dest = root / self.autograded_directory / student / assignment
         copies = [(p, dest / p.relative_to(source)) for p in hidden_files(source)]

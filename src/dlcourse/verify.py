@@ -8,6 +8,10 @@ process that receives only inputs and weights -- a *challenge* -- and writes
 raw outputs. The expected values never enter that process; a trusted process
 compares the outputs with them afterwards.
 
+Both sides are built from the same :class:`~dlcourse.grading.spec.FunctionSpec`
+and :class:`~dlcourse.grading.spec.HandinContract` as the hidden test cells,
+so a verdict here carries the message the student's feedback shows.
+
 Run as a module it is that confined process: ``python -m dlcourse.verify DIR``.
 """
 
@@ -17,15 +21,16 @@ import json
 import shutil
 import sys
 import traceback
+import zipfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from dlcourse.course import Course
-from dlcourse.grading.policy import TOLERANCE, relative_error
 from dlcourse.grading.references import Case, load_cases, save_cases
-from dlcourse.grading.registry import handin_checks, reference_sets
+from dlcourse.grading.registry import function_specs, handin_contracts, reference_sets
+from dlcourse.grading.spec import FunctionSpec, HandinContract, Produced, failure_message
 from dlcourse.notebooks import (
     cells_by_grade_id,
     grade_id,
@@ -52,37 +57,40 @@ def write_challenge(course: Course, assignment: str, notebook: Path, handins: li
     dest.mkdir(parents=True, exist_ok=True)
     source_cells = cells_by_grade_id(read_notebook(course.source_notebook(assignment)))
     solution_ids = {g for g, c in source_cells.items() if c.cell_type == "code" and nbgrader_meta(c).get("solution")}
-    # Every code solution cell, in the student's order: a contract function may
-    # call the student's other functions (lstm_forward its lstm_cell_forward).
+    # Every code solution cell, in the student's order: the functions under test
+    # are the student's; the other graded functions they call are replaced by
+    # reference versions while they run (FunctionSpec.stand_ins).
     setup = source_cells.get("setup")
     spec: dict = {"setup": strip_markers(setup.source) if setup else "", "checks": [], "handins": [],
                   "cells": [[gid, c.source] for c in read_notebook(notebook).cells
                             if (gid := grade_id(c)) in solution_ids and c.cell_type == "code"]}
     for ref in reference_sets(assignment):
         cases = load_cases(course.solutions / assignment / ref.filename)
-        blank = [replace(c, expected=np.zeros(0, np.float32), probes={}) for c in cases.values()]
+        # Expected outputs and inner-layer outputs stay behind; the inner layers' names travel.
+        blank = [replace(c, expected=np.zeros(0, np.float32),
+                         probes={k: np.zeros(0, np.float32) for k in c.probes}) for c in cases.values()]
         save_cases(dest / ref.filename, blank)
-        for check in ref.checks:
-            spec["checks"].append({"test_id": check.test_id, "function": check.function,
-                                   "file": ref.filename, "select": check.select})
+        spec["checks"] += [fs.test_id for fs in ref.specs]
     by_name = {p.name: p for p in handins}
-    for handin in handin_checks(assignment):
-        inputs, _labels = handin.load(str(course.solutions / assignment / handin.data_file))
-        np.save(dest / f"inputs_{handin.test_id}.npy", inputs, allow_pickle=False)
+    for handin in handin_contracts(assignment):
+        inputs, _labels = handin.load_split(str(course.solutions / assignment / handin.data_file))
+        np.save(dest / f"inputs_{handin.grade_id}.npy", inputs, allow_pickle=False)
         if handin.model_file in by_name:
             shutil.copyfile(by_name[handin.model_file], dest / handin.model_file)
-        spec["handins"].append({"test_id": handin.test_id, "model_file": handin.model_file,
-                                "num_classes": handin.num_classes})
+        spec["handins"].append(handin.grade_id)
+    spec["assignment"] = assignment
     (dest / CHALLENGE).write_text(json.dumps(spec, indent=1))
 
 
-def _short(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
+def _key(test_id: str, case: str, layer: str = "") -> str:
+    """Name of one array in the outputs file ('/' is kept out of npz member names)."""
+    return f"{test_id}__{case}" + (f"__inner__{layer}" if layer else "")
 
 
 def answer_challenge(folder: Path) -> None:
     """The confined side: run the student's functions on the challenge, save raw outputs."""
     from dlcourse import runtime
+    from dlcourse.grading.registry import function_specs, handin_contracts
 
     runtime.setup()
     spec = json.loads((folder / CHALLENGE).read_text())
@@ -96,105 +104,105 @@ def answer_challenge(folder: Path) -> None:
             exec(compile(source, f"<{cell_id}>", "exec"), namespace)
         except BaseException as exc:
             raised[cell_id] = f"the cell {cell_id} raised {_short(exc)}"
-    functions = {}
-    for name in {check["function"] for check in spec["checks"]}:
-        if callable(namespace.get(name)):
-            functions[name] = namespace[name]
-        else:
-            errors[name] = raised.get(name, f"{name} is not defined")
-    from dlcourse.grading import registry
-
-    produce = {c.test_id: c.produce for ref in registry.REFERENCE_SETS for c in ref.checks}
-    for check in spec["checks"]:
-        if check["function"] not in functions:
+    specs = {fs.test_id: fs for fs in function_specs(spec["assignment"]) if fs.test_id in spec["checks"]}
+    for test_id, fs in specs.items():
+        function = namespace.get(fs.function)
+        if not callable(function):
+            errors[test_id] = raised.get(fs.function, f"{fs.function} is not defined")
             continue
-        for case in load_cases(folder / check["file"]).values():
-            if not case.name.startswith(check["select"]):
-                continue
-            key = f"{check['test_id']}/{case.name}"
+        for case in fs.cases(folder / fs.reference_file):
             try:
-                outputs[key] = np.asarray(produce[check["test_id"]](functions[check["function"]], case),
-                                          dtype=np.float64)
+                produced = fs.run(function, case)
             except BaseException as exc:
-                errors[key] = _short(exc)
-    from dlcourse.grading.handin import load_handin, predict_probabilities
-
-    for handin in spec["handins"]:
-        key = handin["test_id"]
-        inputs = np.load(folder / f"inputs_{key}.npy", allow_pickle=False)
+                errors[_key(test_id, case.name)] = failure_message(exc)
+                continue
+            outputs[_key(test_id, case.name)] = np.asarray(produced.output)
+            for layer, value in produced.inner.items():
+                outputs[_key(test_id, case.name, layer)] = np.asarray(value)
+    for handin in handin_contracts(spec["assignment"]):
+        if handin.grade_id not in spec["handins"]:
+            continue
+        inputs = np.load(folder / f"inputs_{handin.grade_id}.npy", allow_pickle=False)
         try:
-            model = load_handin(folder / handin["model_file"], inputs.shape[1:], handin["num_classes"])
-            outputs[key] = predict_probabilities(model, inputs)
+            outputs[handin.grade_id] = handin.produce(folder / handin.model_file, inputs)
         except BaseException as exc:
-            errors[key] = _short(exc)
-    np.savez(folder / OUTPUTS, **{k.replace("/", "__"): v for k, v in outputs.items()})
+            errors[handin.grade_id] = failure_message(exc)
+    np.savez(folder / OUTPUTS, **outputs)
     (folder / ERRORS).write_text(json.dumps(errors))
 
 
-def _read_outputs(folder: Path) -> tuple[dict[str, np.ndarray], dict[str, str]] | None:
+def _short(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
+
+
+def read_outputs(folder: Path) -> tuple[dict[str, np.ndarray], dict[str, str]] | None:
+    """What the confined process wrote, or None when it is missing or malformed."""
     try:
         errors = json.loads((folder / ERRORS).read_text())
         with np.load(folder / OUTPUTS, allow_pickle=False) as data:
-            outputs = {k.replace("__", "/"): np.asarray(data[k]) for k in data.files}
-    except (OSError, ValueError):
+            outputs = {k: np.asarray(data[k]) for k in data.files}
+    except (OSError, ValueError, zipfile.BadZipFile):
         return None
     if not isinstance(errors, dict):
         return None
     return outputs, {str(k): str(v) for k, v in errors.items()}
 
 
+def judge_function(spec: FunctionSpec, cases: list[Case], outputs: dict[str, np.ndarray],
+                   errors: dict[str, str]) -> Verdict:
+    """The verdict of one graded function's hidden test, from the confined process's outputs.
+
+    Cases are judged in order and the first failure gives the message, as
+    :meth:`FunctionSpec.check` does inside the kernel.
+    """
+    if spec.test_id in errors:
+        return Verdict(spec.test_id, False, errors[spec.test_id], spec.function)
+    for case in cases:
+        key = _key(spec.test_id, case.name)
+        if key in errors:
+            return Verdict(spec.test_id, False, errors[key], spec.function)
+        output = outputs.get(key)
+        if output is None:
+            return Verdict(spec.test_id, False, f"case {case.name}: no output", spec.function)
+        prefix = _key(spec.test_id, case.name, "x")[:-1]
+        inner = {k[len(prefix):]: v for k, v in outputs.items() if k.startswith(prefix)}
+        message = spec.judge(case, Produced(output, inner))
+        if message:
+            return Verdict(spec.test_id, False, message, spec.function)
+    return Verdict(spec.test_id, True, "", spec.function)
+
+
+def judge_handin(handin: HandinContract, labels: np.ndarray, outputs: dict[str, np.ndarray],
+                 errors: dict[str, str]) -> Verdict:
+    if handin.grade_id in errors:
+        return Verdict(handin.grade_id, False, errors[handin.grade_id])
+    if handin.grade_id not in outputs:
+        return Verdict(handin.grade_id, False, "no output")
+    passed, message = handin.judge(np.asarray(outputs[handin.grade_id], dtype=np.float64), labels)
+    return Verdict(handin.grade_id, passed, message)
+
+
 def judge_outputs(course: Course, assignment: str, folder: Path) -> list[Verdict]:
     """Compare what the confined process wrote with the stored references (trusted side)."""
-    read = _read_outputs(folder)
-    verdicts: list[Verdict] = []
+    read = read_outputs(folder)
     if read is None:
         return [Verdict(t, False, "the verification process wrote no readable outputs")
                 for t in verified_test_ids(assignment)]
     outputs, errors = read
+    verdicts: list[Verdict] = []
     for ref in reference_sets(assignment):
         cases = load_cases(course.solutions / assignment / ref.filename)
-        for check in ref.checks:
-            if check.function in errors:
-                verdicts.append(Verdict(check.test_id, False, errors[check.function], check.function))
-                continue
-            verdict = _judge_cases(check.test_id, [c for c in cases.values() if c.name.startswith(check.select)],
-                                   outputs, errors)
-            verdict.function = check.function
-            verdicts.append(verdict)
-    for handin in handin_checks(assignment):
-        if handin.test_id in errors or handin.test_id not in outputs:
-            verdicts.append(Verdict(handin.test_id, False, errors.get(handin.test_id, "no output")))
-            continue
-        _inputs, labels = handin.load(str(course.solutions / assignment / handin.data_file))
-        probs = outputs[handin.test_id]
-        if probs.shape[:-1] != labels.shape:
-            verdicts.append(Verdict(handin.test_id, False, f"predictions of shape {probs.shape}"))
-            continue
-        score = handin.score(probs, labels)
-        verdicts.append(Verdict(handin.test_id, score >= handin.threshold,
-                                f"score {score:.3f}, threshold {handin.threshold:.2f}"))
+        for spec in ref.specs:
+            verdicts.append(judge_function(spec, spec.cases(cases), outputs, errors))
+    for handin in handin_contracts(assignment):
+        _inputs, labels = handin.load_split(str(course.solutions / assignment / handin.data_file))
+        verdicts.append(judge_handin(handin, labels, outputs, errors))
     return verdicts
-
-
-def _judge_cases(test_id: str, cases: list[Case], outputs: dict[str, np.ndarray],
-                 errors: dict[str, str]) -> Verdict:
-    for case in cases:
-        key = f"{test_id}/{case.name}"
-        if key in errors:
-            return Verdict(test_id, False, f"case {case.name}: {errors[key]}")
-        got = outputs.get(key)
-        if got is None:
-            return Verdict(test_id, False, f"case {case.name}: no output")
-        if got.shape != case.expected.shape or not np.all(np.isfinite(got)) \
-                or relative_error(got, case.expected) > TOLERANCE:
-            return Verdict(test_id, False, f"case {case.name}: output differs from the reference")
-    return Verdict(test_id, True)
 
 
 def verified_test_ids(assignment: str) -> list[str]:
     """Hidden test cells this module can repeat outside the kernel."""
-    ids = [c.test_id for r in reference_sets(assignment) for c in r.checks]
-    return ids + [h.test_id for h in handin_checks(assignment)]
+    return [s.test_id for s in function_specs(assignment)] + [h.grade_id for h in handin_contracts(assignment)]
 
 
 def main(argv: list[str]) -> int:

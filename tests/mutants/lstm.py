@@ -228,5 +228,7 @@ def build_tcn_model(x_train, dilations=(1, 2, 4, 8, 16), filters=16, kernel_size
 '''),
 ]
 
-DEPENDS_ON = {"lstm_cell_forward": {"sigmoid"}, "lstm_forward": {"sigmoid", "lstm_cell_forward"}}
+#: Nothing builds on another graded function here without a reference version standing in:
+#: lstm_cell_forward is tested with a reference sigmoid, lstm_forward with a reference step.
+DEPENDS_ON: dict[str, set[str]] = {}
 SKIP = ("speed", "memory", "train", "test_sequence_models_handin")

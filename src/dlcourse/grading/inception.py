@@ -8,9 +8,12 @@ from functools import partial
 
 import numpy as np
 
-from dlcourse.grading.models import build_and_predict, reference_case, run_case
+from dlcourse.grading.compare import GradingFailure
+from dlcourse.grading.handin import accuracy, load_ct_test
+from dlcourse.grading.models import produce_model_output, reference_case
 from dlcourse.grading.policy import TOLERANCE, relative_error
-from dlcourse.grading.references import Case, load_cases
+from dlcourse.grading.references import Case
+from dlcourse.grading.spec import FunctionSpec, HandinContract, Produced, StandIn
 
 BRANCHES = ("1x1", "3x3", "5x5", "pool_proj")
 REFERENCE_FILE = "hidden_inception_refs.npz"
@@ -26,6 +29,101 @@ AUX_CASES = (
     ("aux_8", (8, 8, 10), 4, "aux1"),
     ("aux_nonsquare", (7, 11, 12), 3, "aux2"),
 )
+#: (kernel size, c_in, c_out, use_bias) rows for conv_params.
+CONV_PARAMS_ROWS = ((1, 3, 8, 1), (3, 16, 32, 0), (5, 7, 2, 1), (7, 1, 64, 0), (11, 3, 96, 1))
+#: (c_in, f1x1, f3x3_reduce, f3x3, f5x5_reduce, f5x5, pool_proj, bottlenecks) rows for params_inception.
+PARAMS_INCEPTION_ROWS = tuple((c_in, *filters, b) for c_in, filters in (
+    (480, (192, 96, 208, 16, 48, 64)), (7, (1, 2, 3, 4, 5, 6)), (832, (384, 192, 384, 48, 128, 128)))
+    for b in (1, 0))
+
+
+# --------------------------------------------------------------------------
+# Parameter counts: conv_params and params_inception
+# --------------------------------------------------------------------------
+
+def _count(value, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        raise GradingFailure(f"{what} returned {value!r} ({type(value).__name__}): return a Python int")
+    return int(value)
+
+
+def _conv_call(row) -> str:
+    k, c_in, c_out, bias = (int(v) for v in row)
+    return f"conv_params({k}, {c_in}, {c_out}, use_bias={bool(bias)})"
+
+
+def _inception_call(row) -> str:
+    c_in, *filters, bottlenecks = (int(v) for v in row)
+    return f"params_inception({c_in}, {tuple(filters)}, bottlenecks={bool(bottlenecks)})"
+
+
+def produce_conv_params(conv_params: Callable, case: Case) -> Produced:
+    """The student's counts for every row of the case (no comparison)."""
+    counts = []
+    for row in case.inputs:
+        k, c_in, c_out, bias = (int(v) for v in row)
+        counts.append(_count(_call(_conv_call(row), conv_params, k, c_in, c_out, use_bias=bool(bias)),
+                             _conv_call(row)))
+    return Produced(np.asarray(counts, dtype=np.int64))
+
+
+def produce_params_inception(params_inception: Callable, case: Case) -> Produced:
+    counts = []
+    for row in case.inputs:
+        c_in, *filters, bottlenecks = (int(v) for v in row)
+        counts.append(_count(_call(_inception_call(row), params_inception, c_in, tuple(filters),
+                                   bottlenecks=bool(bottlenecks)), _inception_call(row)))
+    return Produced(np.asarray(counts, dtype=np.int64))
+
+
+def _call(what: str, fn: Callable, *args, **kwargs):
+    try:
+        return fn(*args, **kwargs)
+    except GradingFailure:
+        raise
+    except Exception as exc:
+        raise GradingFailure(f"{what} raised {type(exc).__name__}: {exc}") from exc
+
+
+def _first_wrong_row(call: Callable, note: str = ""):
+    def diagnose_case(case: Case):
+        def diagnose(got: np.ndarray, expected: np.ndarray) -> list[str]:
+            for row, g, e in zip(case.inputs, got, expected, strict=True):
+                if g != e:
+                    return [f"{call(row)} = {int(g):,}; Keras counts {int(e):,}{note}"]
+            return []
+        return diagnose
+    return diagnose_case
+
+
+def _keras_conv_count(k: int, c_in: int, c_out: int, bias: bool) -> int:
+    import keras
+
+    layer = keras.layers.Conv2D(c_out, k, use_bias=bias)
+    layer.build((None, 16, 16, c_in))
+    return int(layer.count_params())
+
+
+def _keras_inception_count(c_in: int, filters, bottlenecks: bool) -> int:
+    import keras
+
+    f1, r3, f3, r5, f5, pp = filters
+    x = keras.Input((9, 9, c_in))
+    conv = keras.layers.Conv2D
+    pool = keras.layers.MaxPooling2D(3, 1, padding="same")(x)
+    if bottlenecks:
+        branches = [conv(f1, 1)(x), conv(f3, 3, padding="same")(conv(r3, 1)(x)),
+                    conv(f5, 5, padding="same")(conv(r5, 1)(x)), conv(pp, 1)(pool)]
+    else:
+        branches = [conv(f1, 1)(x), conv(f3, 3, padding="same")(x), conv(f5, 5, padding="same")(x), pool]
+    return int(keras.Model(x, keras.layers.Concatenate()(branches)).count_params())
+
+
+def reference_conv_params(kernel_size, c_in, c_out, use_bias=True) -> int:
+    """Stand-in for the student's ``conv_params`` while ``params_inception`` is tested."""
+    from dlcourse.architectures import conv_params
+
+    return conv_params(kernel_size, c_in, c_out, use_bias)
 
 
 def branch_sizes(filters) -> tuple[int, int, int, int]:
@@ -82,28 +180,27 @@ def diagnose_module(got: np.ndarray, expected: np.ndarray, filters) -> list[str]
     return hints
 
 
-def produce_inception_module(inception_module: Callable, case: Case) -> np.ndarray:
+def _module_what(case: Case) -> str:
+    return f"inception_module(x, {tuple(case.meta['filters'])}, {case.meta['name']!r})"
+
+
+def _aux_what(case: Case) -> str:
+    return f"auxiliary_classifier(x, {case.meta['num_classes']}, {case.meta['name']!r})"
+
+
+def produce_inception_module(inception_module: Callable, case: Case) -> Produced:
     """The student's module output for ``case`` (reference weights), not compared."""
     filters, name = tuple(case.meta["filters"]), case.meta["name"]
-    return build_and_predict(lambda x: inception_module(x, filters, name), case,
-                             f"inception_module(x, {filters}, {name!r})")[1]
+    return produce_model_output(lambda x: inception_module(x, filters, name), case, _module_what(case))
 
 
-def produce_auxiliary_classifier(auxiliary_classifier: Callable, case: Case) -> np.ndarray:
+def produce_auxiliary_classifier(auxiliary_classifier: Callable, case: Case) -> Produced:
     classes, name = case.meta["num_classes"], case.meta["name"]
-    return build_and_predict(lambda x: auxiliary_classifier(x, classes, name), case,
-                             f"auxiliary_classifier(x, {classes}, {name!r})")[1]
+    return produce_model_output(lambda x: auxiliary_classifier(x, classes, name), case, _aux_what(case))
 
 
-def check_inception_module(inception_module: Callable, cases: dict[str, Case] | str = REFERENCE_FILE) -> None:
-    """Every module case of the reference file, weights loaded by layer name."""
-    if isinstance(cases, str):
-        cases = load_cases(cases)
-    for case in (c for c in cases.values() if c.name.startswith("module")):
-        filters, name = tuple(case.meta["filters"]), case.meta["name"]
-        run_case(lambda x, f=filters, n=name: inception_module(x, f, n), case,
-                 what=f"inception_module(x, {filters}, {name!r})",
-                 diagnose=partial(diagnose_module, filters=filters))
+def _diagnose_module(case: Case):
+    return partial(diagnose_module, filters=tuple(case.meta["filters"]))
 
 
 def diagnose_auxiliary(got: np.ndarray, expected: np.ndarray) -> list[str]:
@@ -115,19 +212,37 @@ def diagnose_auxiliary(got: np.ndarray, expected: np.ndarray) -> list[str]:
             "convolution and the 1024-unit dense layer, and that dropout only acts in training"]
 
 
-def check_auxiliary_classifier(auxiliary_classifier: Callable,
-                               cases: dict[str, Case] | str = REFERENCE_FILE) -> None:
-    if isinstance(cases, str):
-        cases = load_cases(cases)
-    for case in (c for c in cases.values() if c.name.startswith("aux")):
-        classes, name = case.meta["num_classes"], case.meta["name"]
-        run_case(lambda x, k=classes, n=name: auxiliary_classifier(x, k, n), case,
-                 what=f"auxiliary_classifier(x, {classes}, {name!r})", diagnose=diagnose_auxiliary)
+CONV_PARAMS = FunctionSpec(
+    "conv_params", __name__, "CONV_PARAMS", REFERENCE_FILE, "conv_params", produce_conv_params,
+    lambda case: f"conv_params on {len(case.inputs)} layer shapes", diagnose=_first_wrong_row(_conv_call),
+    tolerance=0.0, test_cell="test_conv_params")
+PARAMS_INCEPTION = FunctionSpec(
+    "params_inception", __name__, "PARAMS_INCEPTION", REFERENCE_FILE, "params_inception",
+    produce_params_inception, lambda case: f"params_inception on {len(case.inputs)} modules",
+    diagnose=_first_wrong_row(_inception_call, " (your conv_params was replaced by a reference count for "
+                                               "this test)"),
+    stand_ins=(StandIn("conv_params", reference_conv_params),), tolerance=0.0, test_cell="test_params_inception")
+INCEPTION_MODULE = FunctionSpec(
+    "inception_module", __name__, "INCEPTION_MODULE", REFERENCE_FILE, "module", produce_inception_module,
+    _module_what, diagnose=_diagnose_module)
+AUXILIARY_CLASSIFIER = FunctionSpec(
+    "auxiliary_classifier", __name__, "AUXILIARY_CLASSIFIER", REFERENCE_FILE, "aux",
+    produce_auxiliary_classifier, _aux_what, diagnose=lambda case: diagnose_auxiliary)
 
 
-def make_cases(inception_module: Callable, auxiliary_classifier: Callable) -> list[Case]:
-    """Reference cases from the solution's functions (seeded inputs and weights)."""
-    cases = []
+def make_cases(inception_module: Callable, auxiliary_classifier: Callable, conv_params: Callable | None = None,
+               params_inception: Callable | None = None) -> list[Case]:
+    """Reference cases: parameter counts from Keras, module outputs from the solution.
+
+    The solution's counting functions, when given, must reproduce Keras's
+    counts (a sanity check of the solution, not the source of the references).
+    """
+    cases = [
+        Case("conv_params", {}, np.asarray(CONV_PARAMS_ROWS, dtype=np.int64),
+             np.asarray([_keras_conv_count(k, c, o, bool(b)) for k, c, o, b in CONV_PARAMS_ROWS], np.int64)),
+        Case("params_inception", {}, np.asarray(PARAMS_INCEPTION_ROWS, dtype=np.int64),
+             np.asarray([_keras_inception_count(c, f, bool(b)) for c, *f, b in PARAMS_INCEPTION_ROWS], np.int64)),
+    ]
     for seed, (case_name, shape, filters, name) in enumerate(MODULE_CASES, start=100):
         cases.append(reference_case(
             case_name, lambda x, f=filters, n=name: inception_module(x, f, n), shape,
@@ -136,4 +251,13 @@ def make_cases(inception_module: Callable, auxiliary_classifier: Callable) -> li
         cases.append(reference_case(
             case_name, lambda x, k=classes, n=name: auxiliary_classifier(x, k, n), shape,
             {"num_classes": classes, "name": name}, seed, batch=4, weight_scale=2.0))
+    by_name = {c.name: c for c in cases}
+    for spec, function in ((CONV_PARAMS, conv_params), (PARAMS_INCEPTION, params_inception)):
+        if function is not None:
+            spec.check(function, by_name)
     return cases
+
+
+HANDIN = HandinContract(
+    "test_mini_googlenet_handin", __name__, "HANDIN", "inception_model.keras", "hidden_ct_test.npz",
+    load_ct_test, num_classes=4, metric="accuracy", score=accuracy, threshold=0.80)

@@ -25,16 +25,21 @@ from pathlib import Path
 
 import numpy as np
 
-from dlcourse.grading.compare import GradingFailure, assert_matches
+from dlcourse.grading.compare import GradingFailure
 from dlcourse.grading.policy import TOLERANCE, relative_error
-from dlcourse.grading.references import Case, load_cases
+from dlcourse.grading.references import Case
+from dlcourse.grading.spec import FunctionSpec, HandinContract, Produced, StandIn
 
 REFERENCE_FILE = "hidden_lstm_refs.npz"
-#: The hand-in test: beat F1 on the reserved test split must reach this.
-HANDIN_THRESHOLD = 0.72
-HANDIN_FILE = "lstm_model.keras"
-TEST_SPLIT_FILE = "hidden_signal_test.npz"
 WINDOW_SHAPE = (200, 1)
+
+#: sigmoid cases: (case, values, dtype); the scalar case checks that a scalar stays a scalar.
+SIGMOID_CASES = (
+    ("sigmoid_grid32", "grid", "float32"),
+    ("sigmoid_grid64", "grid", "float64"),
+    ("sigmoid_extreme", "extreme", "float64"),
+    ("sigmoid_scalar", "scalar", "float32"),
+)
 
 # (case, batch, input_dim, units, seed)
 CELL_CASES = (
@@ -135,12 +140,17 @@ def _label(owner: object, attr: str) -> str:
     return f"{getattr(owner, '__name__', owner)}.{attr}"
 
 
+#: > 0 while the reference LSTM step (a stand-in, see below) runs: it may use Keras's cell.
+_REFERENCE_RUNNING = [0]
+
+
 @contextlib.contextmanager
 def keras_recurrent_blocked(what: str) -> Iterator[list[str]]:
     """Within the block, Keras's recurrent layers (and TensorFlow's LSTM cells) raise.
 
     Yields a list that records every blocked call, so a student function that
-    swallows the exception is caught too.
+    swallows the exception is caught too. The reference step that stands in for
+    the student's ``lstm_cell_forward`` while ``lstm_forward`` is tested is let through.
     """
     calls: list[str] = []
     saved = []
@@ -148,7 +158,9 @@ def keras_recurrent_blocked(what: str) -> Iterator[list[str]]:
         original = getattr(owner, attr)
         label = _label(owner, attr)
 
-        def blocked(self=None, *args, _label=label, **kwargs):  # `self` first: Keras inspects __init__
+        def blocked(self=None, *args, _label=label, _original=original, **kwargs):  # `self` first: Keras inspects __init__
+            if _REFERENCE_RUNNING[0]:
+                return _original(*(() if self is None else (self,)), *args, **kwargs)
             calls.append(_label)
             raise FromScratchViolation(
                 f"{what} used {_label}: write the LSTM from scratch in NumPy, without Keras's recurrent layers")
@@ -188,7 +200,52 @@ def _as_array(value, what: str, part: str) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------
-# Produce (student's output for one case, not compared) and check
+# sigmoid
+# ---------------------------------------------------------------------------
+
+def _sigmoid_what(case: Case) -> str:
+    z = case.inputs
+    return f"sigmoid(a {z.dtype} scalar)" if z.ndim == 0 else f"sigmoid(a {z.dtype} array of shape {z.shape})"
+
+
+def produce_sigmoid(sigmoid: Callable, case: Case) -> Produced:
+    """The student's sigmoid of the case's values; an overflow (or invalid value) is a failure."""
+    what = _sigmoid_what(case)
+    z = case.inputs.copy() if case.inputs.ndim else case.inputs.dtype.type(case.inputs)
+    with np.errstate(over="raise", invalid="raise", divide="raise"):
+        try:
+            result = sigmoid(z)
+        except FloatingPointError as exc:
+            raise GradingFailure(f"{what} overflowed ({exc}): let exp see only arguments <= 0, e.g. "
+                                 "exp(-|z|)") from None
+        except Exception as exc:
+            raise GradingFailure(f"{what} raised {type(exc).__name__}: {exc}") from exc
+    got = _as_array(result, what, "the output")
+    if got.shape != np.shape(z):
+        raise GradingFailure(f"{what} returned shape {got.shape}: the output has the input's shape"
+                             + (" (a scalar in, a scalar out)" if np.ndim(z) == 0 else ""))
+    return Produced(got)
+
+
+def _diagnose_sigmoid(case: Case) -> Callable[[np.ndarray, np.ndarray], list[str]]:
+    def diagnose(got: np.ndarray, expected: np.ndarray) -> list[str]:
+        if got.shape == expected.shape and np.allclose(got, 1 - expected, atol=1e-6):
+            return ["this is sigmoid(-z): the two branches are swapped"]
+        if not np.all(np.isfinite(got)):
+            return ["the output has NaN or infinity: exp overflowed or 0/0 appeared"]
+        return ["sigmoid(z) = 1 / (1 + exp(-z)) for z >= 0 and exp(z) / (1 + exp(z)) for z < 0"]
+    return diagnose
+
+
+def reference_sigmoid(z):
+    """Stand-in for the student's ``sigmoid`` while other functions are tested (SciPy's expit)."""
+    from scipy.special import expit
+
+    return expit(z)
+
+
+# ---------------------------------------------------------------------------
+# lstm_cell_forward
 # ---------------------------------------------------------------------------
 
 def _cell_call(case: Case) -> str:
@@ -199,7 +256,7 @@ def _cell_call(case: Case) -> str:
             f"bias {case.weights['lstm'][2].shape})")
 
 
-def produce_lstm_cell_forward(lstm_cell_forward: Callable, case: Case) -> np.ndarray:
+def produce_lstm_cell_forward(lstm_cell_forward: Callable, case: Case) -> Produced:
     """The student's ``(h_t, c_t)`` for a ``cell_*`` case, concatenated along the last axis.
 
     Keras's recurrent layers are blocked during the call; copies of the inputs
@@ -218,21 +275,7 @@ def produce_lstm_cell_forward(lstm_cell_forward: Callable, case: Case) -> np.nda
     for value, part in ((h, "h_t"), (c, "c_t")):
         if value.shape != shape:
             raise GradingFailure(f"{what}: {part} has shape {value.shape}, expected {shape} (batch, units)")
-    return np.concatenate([h, c], axis=-1).astype(np.float32)
-
-
-def produce_lstm_forward(lstm_forward: Callable, case: Case) -> np.ndarray:
-    """The student's ``lstm_forward`` output for a ``forward_*`` case (Keras's layers blocked)."""
-    seq = bool(case.meta["return_sequences"])
-    what = (f"lstm_forward(x {case.inputs.shape}, kernel {case.weights['lstm'][0].shape}, "
-            f"recurrent_kernel {case.weights['lstm'][1].shape}, bias {case.weights['lstm'][2].shape}, "
-            f"return_sequences={seq})")
-    kernel, recurrent, bias = (np.array(w) for w in case.weights["lstm"])
-    result = _call_student(lstm_forward, (np.array(case.inputs), kernel, recurrent, bias),
-                           {"return_sequences": seq}, what)
-    if isinstance(result, tuple | list):
-        raise GradingFailure(f"{what} must return one array (the hidden states), not a {type(result).__name__}")
-    return _as_array(result, what, "the output").astype(np.float32)
+    return Produced(np.concatenate([h, c], axis=-1).astype(np.float32))
 
 
 def _matching(got: np.ndarray, case: Case, mistakes: dict[str, str]) -> list[str]:
@@ -259,6 +302,42 @@ def _diagnose_cell(case: Case) -> Callable[[np.ndarray, np.ndarray], list[str]]:
     return diagnose
 
 
+def reference_lstm_cell_forward(x_t, h_prev, c_prev, kernel, recurrent_kernel, bias):
+    """Stand-in for the student's ``lstm_cell_forward`` while ``lstm_forward`` is tested.
+
+    One step of Keras's own ``LSTMCell`` (not a from-scratch LSTM: this package
+    is installed on students' machines), let through the recurrent-layer guard.
+    """
+    weights = [np.asarray(w, dtype=np.float32) for w in (kernel, recurrent_kernel, bias)]
+    _REFERENCE_RUNNING[0] += 1
+    try:
+        return _keras_cell(np.asarray(x_t, np.float32), weights, np.asarray(h_prev, np.float32),
+                           np.asarray(c_prev, np.float32))
+    finally:
+        _REFERENCE_RUNNING[0] -= 1
+
+
+# ---------------------------------------------------------------------------
+# lstm_forward
+# ---------------------------------------------------------------------------
+
+def _forward_call(case: Case) -> str:
+    return (f"lstm_forward(x {case.inputs.shape}, kernel {case.weights['lstm'][0].shape}, "
+            f"recurrent_kernel {case.weights['lstm'][1].shape}, bias {case.weights['lstm'][2].shape}, "
+            f"return_sequences={bool(case.meta['return_sequences'])})")
+
+
+def produce_lstm_forward(lstm_forward: Callable, case: Case) -> Produced:
+    """The student's ``lstm_forward`` output for a ``forward_*`` case (Keras's layers blocked)."""
+    what = _forward_call(case)
+    kernel, recurrent, bias = (np.array(w) for w in case.weights["lstm"])
+    result = _call_student(lstm_forward, (np.array(case.inputs), kernel, recurrent, bias),
+                           {"return_sequences": bool(case.meta["return_sequences"])}, what)
+    if isinstance(result, tuple | list):
+        raise GradingFailure(f"{what} must return one array (the hidden states), not a {type(result).__name__}")
+    return Produced(_as_array(result, what, "the output").astype(np.float32))
+
+
 def _diagnose_forward(case: Case) -> Callable[[np.ndarray, np.ndarray], list[str]]:
     seq = bool(case.meta["return_sequences"])
     batch, time = case.inputs.shape[:2]
@@ -279,30 +358,24 @@ def _diagnose_forward(case: Case) -> Callable[[np.ndarray, np.ndarray], list[str
         if seq and time > 1 and relative_error(got[:, :1], expected[:, :1]) <= TOLERANCE:
             return ["the first step is right and later steps are not: check how (h, c) are passed on "
                     "from one step to the next"]
-        return ["already the first step differs: a single LSTM step from zero states is wrong "
-                "(does your lstm_cell_forward pass its own tests?)"]
+        return ["already the first step differs, although your lstm_cell_forward was replaced by a "
+                "reference step for this test: apply the step to x[:, t] with zero initial states"]
     return diagnose
 
 
-def _load(cases: dict[str, Case] | str | Path) -> dict[str, Case]:
-    return cases if isinstance(cases, dict) else load_cases(cases)
+SIGMOID_STAND_IN = StandIn("sigmoid", reference_sigmoid)
 
-
-def check_lstm_cell_forward(lstm_cell_forward: Callable,
-                            cases: dict[str, Case] | str | Path = REFERENCE_FILE) -> None:
-    """One step from non-zero states against ``keras.layers.LSTM`` with the same weights."""
-    for case in (c for c in _load(cases).values() if c.name.startswith("cell")):
-        assert_matches(produce_lstm_cell_forward(lstm_cell_forward, case), case.expected,
-                       what=_cell_call(case) + " -> (h_t, c_t)", diagnose=_diagnose_cell(case))
-
-
-def check_lstm_forward(lstm_forward: Callable, cases: dict[str, Case] | str | Path = REFERENCE_FILE) -> None:
-    """Whole sequences (several batch sizes, lengths, unit counts, both output modes) against Keras."""
-    for case in (c for c in _load(cases).values() if c.name.startswith("forward")):
-        seq = case.meta["return_sequences"]
-        assert_matches(produce_lstm_forward(lstm_forward, case), case.expected,
-                       what=f"lstm_forward(x {case.inputs.shape}, ..., return_sequences={seq})",
-                       diagnose=_diagnose_forward(case))
+SIGMOID = FunctionSpec(
+    "sigmoid", __name__, "SIGMOID", REFERENCE_FILE, "sigmoid", produce_sigmoid, _sigmoid_what,
+    diagnose=_diagnose_sigmoid, tolerance=1e-6, test_cell="test_sigmoid")
+LSTM_CELL_FORWARD = FunctionSpec(
+    "lstm_cell_forward", __name__, "LSTM_CELL_FORWARD", REFERENCE_FILE, "cell", produce_lstm_cell_forward,
+    lambda case: _cell_call(case) + " -> (h_t, c_t)", diagnose=_diagnose_cell,
+    stand_ins=(SIGMOID_STAND_IN,))
+LSTM_FORWARD = FunctionSpec(
+    "lstm_forward", __name__, "LSTM_FORWARD", REFERENCE_FILE, "forward", produce_lstm_forward, _forward_call,
+    diagnose=_diagnose_forward,
+    stand_ins=(SIGMOID_STAND_IN, StandIn("lstm_cell_forward", reference_lstm_cell_forward)))
 
 
 # ---------------------------------------------------------------------------
@@ -441,8 +514,20 @@ def _forward_case(name: str, batch: int, time: int, features: int, units: int, s
                 {k: np.asarray(v, dtype=np.float32) for k, v in probes.items()})
 
 
-def make_cases(lstm_cell_forward: Callable | None = None, lstm_forward: Callable | None = None) -> list[Case]:
-    """Reference cases whose expected outputs come from ``keras.layers.LSTM``.
+def _sigmoid_case(name: str, kind: str, dtype: str, seed: int) -> Case:
+    if kind == "grid":
+        z = np.random.default_rng(seed).normal(0, 30, (4, 5, 6))
+    elif kind == "extreme":
+        z = np.array([-1000.0, -89.5, -50.0, -1e-3, 0.0, 1e-3, 50.0, 89.5, 1000.0])
+    else:
+        z = np.array(-100.0)
+    z = z.astype(dtype)
+    return Case(name, {"kind": kind}, z, reference_sigmoid(z.astype(np.float64)))
+
+
+def make_cases(sigmoid: Callable | None = None, lstm_cell_forward: Callable | None = None,
+               lstm_forward: Callable | None = None) -> list[Case]:
+    """Reference cases whose expected outputs come from SciPy's expit and ``keras.layers.LSTM``.
 
     When the solution's functions are given, they must reproduce every case
     (a sanity check of the solution, not the source of the references).
@@ -450,12 +535,13 @@ def make_cases(lstm_cell_forward: Callable | None = None, lstm_forward: Callable
     from dlcourse.grading.policy import grading_mode
 
     grading_mode()
-    cases = [_cell_case(*spec) for spec in CELL_CASES] + [_forward_case(*spec) for spec in FORWARD_CASES]
+    cases = [_sigmoid_case(name, kind, dtype, 900 + i) for i, (name, kind, dtype) in enumerate(SIGMOID_CASES)]
+    cases += [_cell_case(*spec) for spec in CELL_CASES] + [_forward_case(*spec) for spec in FORWARD_CASES]
     by_name = {c.name: c for c in cases}
-    if lstm_cell_forward is not None:
-        check_lstm_cell_forward(lstm_cell_forward, by_name)
-    if lstm_forward is not None:
-        check_lstm_forward(lstm_forward, by_name)
+    for spec, function in ((SIGMOID, sigmoid), (LSTM_CELL_FORWARD, lstm_cell_forward),
+                           (LSTM_FORWARD, lstm_forward)):
+        if function is not None:
+            spec.check(function, by_name)
     return cases
 
 
@@ -474,27 +560,15 @@ def beat_f1(probabilities: np.ndarray, labels: np.ndarray) -> float:
     return float(2 * (predicted & truth).sum() / total) if total else 1.0
 
 
-def load_test_split(path: str | Path = TEST_SPLIT_FILE) -> tuple[np.ndarray, np.ndarray]:
+def load_test_split(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     """The reserved test windows (x, y) from the hidden file."""
     from dlcourse.data import load_signals
 
     return load_signals("test", path=path)
 
 
-def check_handin(path: str | Path, x: np.ndarray, y: np.ndarray, threshold: float = HANDIN_THRESHOLD) -> None:
-    """Beat F1 of the handed-in model on ``(x, y)`` against ``threshold``.
-
-    The model must take the raw window (200, 1) and return per-step
-    probabilities (batch, 200, 2). Prints the score and returns nothing: a test
-    cell whose last line shows a number would be read by nbgrader as a partial score.
-    """
-    from dlcourse.grading.handin import load_handin, predict_probabilities
-
-    model = load_handin(path, WINDOW_SHAPE, num_classes=2)
-    if tuple(model.output_shape[1:]) != (WINDOW_SHAPE[0], 2):
-        raise GradingFailure(f"{Path(path).name}: output shape {model.output_shape[1:]}, the contract says "
-                             f"({WINDOW_SHAPE[0]}, 2): probabilities of (no beat, beat) at every time step")
-    score = beat_f1(predict_probabilities(model, x), y)
-    if score < threshold:
-        raise GradingFailure(f"beat F1 on the test split {score:.3f} is below the threshold {threshold:.2f}")
-    print(f"beat F1 on the test split {score:.3f} (threshold {threshold:.2f})")
+HANDIN = HandinContract(
+    "test_sequence_models_handin", __name__, "HANDIN", "lstm_model.keras", "hidden_signal_test.npz",
+    load_test_split, num_classes=2, metric="beat F1", score=beat_f1, threshold=0.72,
+    output_shape=lambda input_shape: (input_shape[0], 2),
+    output_meaning="probabilities of (no beat, beat) at every time step")

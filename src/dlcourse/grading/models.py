@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from dlcourse.grading.compare import GradingFailure, assert_matches
+from dlcourse.grading.compare import GradingFailure
 from dlcourse.grading.policy import grading_mode
 from dlcourse.grading.references import Case
 from dlcourse.grading.weights import load_reference_weights
@@ -59,19 +59,16 @@ def build_and_predict(build: Callable, case: Case, what: str):
     return model, np.asarray(model(case.inputs, training=False))
 
 
-def run_case(build: Callable, case: Case, what: str, diagnose=None, locate=None) -> float:
-    """Build, load the case's reference weights by name, compare in inference mode.
+def produce_model_output(build: Callable, case: Case, what: str):
+    """The student's output for ``case`` and the outputs of the inner layers the case names.
 
-    ``locate(matches)`` turns the inner-layer comparison (layer name -> equal to
-    the solution's) into hints naming the wrong part; it runs only on failure.
+    The inner outputs let the trusted side say which part differs (a branch, a
+    level) without the student's model, which stays in the confined process.
     """
-    model, got = build_and_predict(build, case, what)
-    if locate is not None and case.probes:
-        def diagnose_with_probes(g, e, _diagnose=diagnose):
-            hints = locate(compare_probes(model, case))
-            return hints or (_diagnose(g, e) if _diagnose else [])
-        return assert_matches(got, case.expected, what=what, diagnose=diagnose_with_probes)
-    return assert_matches(got, case.expected, what=what, diagnose=diagnose)
+    from dlcourse.grading.spec import Produced
+
+    model, output = build_and_predict(build, case, what)
+    return Produced(output, probe_outputs(model, list(case.probes), case.inputs))
 
 
 def reference_case(name: str, build: Callable, input_shape: tuple[int, ...], meta: dict,

@@ -1,7 +1,8 @@
-"""Which hidden reference files each assignment has, and how the solution makes them."""
+"""Each assignment's hidden reference file, how the solution makes it, its function specs and hand-in."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -9,159 +10,77 @@ from typing import Any
 import numpy as np
 
 from dlcourse.course import Course
+from dlcourse.grading import inception, lstm, residual, unet
 from dlcourse.grading.policy import relative_error
 from dlcourse.grading.references import Case, load_cases, save_cases
-from dlcourse.notebooks import solution_namespace
+from dlcourse.grading.spec import HIDDEN_BEGIN, HIDDEN_END, FunctionSpec, HandinContract
+from dlcourse.notebooks import cells_by_grade_id, grade_id, read_notebook, solution_namespace
 
 #: Stored outputs may differ from a fresh run by float round-off only.
 REPRODUCTION_TOLERANCE = 1e-5
 
 
 @dataclass(frozen=True)
-class HiddenCheck:
-    """One hidden reference test cell, as a trusted process outside the kernel repeats it.
-
-    ``produce(student_function, case)`` returns the student's output for a
-    case without comparing; the grader compares it with ``case.expected``.
-    """
-
-    test_id: str  # grade_id of the hidden test cell
-    function: str  # the contract function it tests
-    select: str  # prefix of the names of its cases
-    produce: Callable[[Callable, Case], np.ndarray]
-
-
-@dataclass(frozen=True)
-class HandinCheck:
-    """The hidden test of a handed-in model: metric on the reserved test split."""
-
-    assignment: str
-    test_id: str
-    model_file: str
-    data_file: str  # hidden_* file beside the source notebook
-    load: Callable[[str], tuple[np.ndarray, np.ndarray]]  # path -> (inputs, labels)
-    num_classes: int
-    score: Callable[[np.ndarray, np.ndarray], float]  # (probabilities, labels) -> metric
-    threshold: float
-
-
-@dataclass(frozen=True)
 class ReferenceSet:
+    """One assignment's reference file: how the solution makes it and which specs read it."""
+
     assignment: str
     filename: str
     cells: tuple[str, ...]  # solution cells to run, setup first
     make: Callable[[dict[str, Any]], list[Case]]
-    checks: tuple[HiddenCheck, ...] = ()
+    specs: tuple[FunctionSpec, ...] = ()
 
 
 def _inception(ns: dict[str, Any]) -> list[Case]:
-    from dlcourse.grading.inception import make_cases
-
-    return make_cases(ns["inception_module"], ns["auxiliary_classifier"])
+    return inception.make_cases(ns["inception_module"], ns["auxiliary_classifier"], ns["conv_params"],
+                                ns["params_inception"])
 
 
 def _residual(ns: dict[str, Any]) -> list[Case]:
-    from dlcourse.grading.residual import make_cases
-
-    return make_cases(ns["residual_block"], ns["bottleneck_block"], ns["dense_block"])
+    return residual.make_cases(ns["residual_block"], ns["bottleneck_block"], ns["dense_block"])
 
 
 def _lstm(ns: dict[str, Any]) -> list[Case]:
-    from dlcourse.grading.lstm import make_cases
-
-    # Expected outputs come from keras.layers.LSTM; the solution must reproduce them.
-    return make_cases(ns["lstm_cell_forward"], ns["lstm_forward"])
+    # Expected outputs come from SciPy and keras.layers.LSTM; the solution must reproduce them.
+    return lstm.make_cases(ns["sigmoid"], ns["lstm_cell_forward"], ns["lstm_forward"])
 
 
 def _unet(ns: dict[str, Any]) -> list[Case]:
-    from dlcourse.grading.unet import make_cases
-
-    return make_cases(ns["receptive_field"], ns["build_unet"], ns["dice_coefficient"])
-
-
-def _cardiac_split(path: str) -> tuple[np.ndarray, np.ndarray]:
-    from dlcourse.data import load_cardiac
-
-    return load_cardiac("test", path=path)
-
-
-def _mean_foreground_dice(probabilities: np.ndarray, labels: np.ndarray) -> float:
-    from dlcourse.grading.unet import mean_foreground_dice
-
-    return mean_foreground_dice(probabilities, labels)
-
-
-def _signal_split(path: str) -> tuple[np.ndarray, np.ndarray]:
-    from dlcourse.grading.lstm import load_test_split
-
-    return load_test_split(path)
-
-
-def _beat_f1(probabilities: np.ndarray, labels: np.ndarray) -> float:
-    from dlcourse.grading.lstm import beat_f1
-
-    return beat_f1(probabilities, labels)
-
-
-def _produce(module: str, function: str) -> Callable[[Callable, Case], np.ndarray]:
-    """``dlcourse.grading.<module>.produce_<function>``, imported when first called."""
-    def produce(student_function: Callable, case: Case) -> np.ndarray:
-        import importlib
-
-        return getattr(importlib.import_module(f"dlcourse.grading.{module}"), f"produce_{function}")(
-            student_function, case)
-    return produce
-
-
-def _check(module: str, function: str, select: str, test_id: str = "") -> HiddenCheck:
-    return HiddenCheck(test_id or f"test_{function}_reference", function, select, _produce(module, function))
-
-
-def accuracy(probabilities: np.ndarray, labels: np.ndarray) -> float:
-    return float(np.mean(probabilities.argmax(axis=-1) == labels))
-
-
-def _ct_split(path: str) -> tuple[np.ndarray, np.ndarray]:
-    from dlcourse.data import load_ct_slices
-
-    return load_ct_slices("test", path=path)
+    return unet.make_cases(ns["receptive_field"], ns["build_unet"], ns["dice_coefficient"])
 
 
 REFERENCE_SETS: tuple[ReferenceSet, ...] = (
-    ReferenceSet("inception", "hidden_inception_refs.npz",
-                 ("setup", "inception_module", "auxiliary_classifier"), _inception,
-                 (_check("inception", "inception_module", "module"),
-                  _check("inception", "auxiliary_classifier", "aux"))),
-    ReferenceSet("residual", "hidden_residual_refs.npz",
+    ReferenceSet("inception", inception.REFERENCE_FILE,
+                 ("setup", "conv_params", "params_inception", "inception_module", "auxiliary_classifier"),
+                 _inception, (inception.CONV_PARAMS, inception.PARAMS_INCEPTION, inception.INCEPTION_MODULE,
+                              inception.AUXILIARY_CLASSIFIER)),
+    ReferenceSet("residual", residual.REFERENCE_FILE,
                  ("setup", "residual_block", "bottleneck_block", "dense_block"), _residual,
-                 (_check("residual", "residual_block", "residual"),
-                  _check("residual", "bottleneck_block", "bottleneck"),
-                  _check("residual", "dense_block", "dense"))),
-    ReferenceSet("lstm", "hidden_lstm_refs.npz",
+                 (residual.RESIDUAL_BLOCK, residual.BOTTLENECK_BLOCK, residual.DENSE_BLOCK)),
+    ReferenceSet("lstm", lstm.REFERENCE_FILE,
                  ("setup", "sigmoid", "lstm_cell_forward", "lstm_forward"), _lstm,
-                 (_check("lstm", "lstm_cell_forward", "cell"),
-                  _check("lstm", "lstm_forward", "forward"))),
-    ReferenceSet("unet", "hidden_unet_refs.npz",
+                 (lstm.SIGMOID, lstm.LSTM_CELL_FORWARD, lstm.LSTM_FORWARD)),
+    ReferenceSet("unet", unet.REFERENCE_FILE,
                  ("setup", "receptive_field", "build_unet", "dice_coefficient"), _unet,
-                 (_check("unet", "receptive_field", "receptive_field"),
-                  _check("unet", "build_unet", "unet"),
-                  _check("unet", "dice_coefficient", "dice"))),
+                 (unet.RECEPTIVE_FIELD, unet.BUILD_UNET, unet.DICE_COEFFICIENT)),
 )
 
-HANDIN_CHECKS: tuple[HandinCheck, ...] = (
-    HandinCheck("inception", "test_mini_googlenet_handin", "inception_model.keras", "hidden_ct_test.npz",
-                _ct_split, 4, accuracy, 0.80),
-    HandinCheck("residual", "test_small_networks_handin", "residual_model.keras", "hidden_ct_test.npz",
-                _ct_split, 4, accuracy, 0.80),
-    HandinCheck("lstm", "test_sequence_models_handin", "lstm_model.keras", "hidden_signal_test.npz",
-                _signal_split, 2, _beat_f1, 0.72),
-    HandinCheck("unet", "test_segmentation_model_handin", "unet_model.keras", "hidden_cardiac_test.npz",
-                _cardiac_split, 4, _mean_foreground_dice, 0.80),
-)
+#: Each assignment's hand-in contract.
+HANDINS: dict[str, HandinContract] = {
+    "inception": inception.HANDIN,
+    "residual": residual.HANDIN,
+    "lstm": lstm.HANDIN,
+    "unet": unet.HANDIN,
+}
 
 
-def handin_checks(assignment: str) -> list[HandinCheck]:
-    return [h for h in HANDIN_CHECKS if h.assignment == assignment]
+def function_specs(assignment: str) -> list[FunctionSpec]:
+    """Every graded function of ``assignment`` that has hidden reference cases."""
+    return [spec for ref in reference_sets(assignment) for spec in ref.specs]
+
+
+def handin_contracts(assignment: str) -> list[HandinContract]:
+    return [HANDINS[assignment]] if assignment in HANDINS else []
 
 
 def reference_sets(assignment: str) -> list[ReferenceSet]:
@@ -207,4 +126,43 @@ def compare_references(course: Course, assignment: str) -> list[str]:
             elif case.expected.shape != old.expected.shape or \
                     relative_error(case.expected, old.expected) > REPRODUCTION_TOLERANCE:
                 problems.append(f"{ref.filename}: case {name}: stored output is not what the solution produces")
+    return problems
+
+
+def _hidden_block(source: str) -> str | None:
+    begin, end = source.find(HIDDEN_BEGIN), source.find(HIDDEN_END)
+    return source[begin:end + len(HIDDEN_END)] if 0 <= begin < end else None
+
+
+def spec_problems(course: Course, assignment: str) -> list[str]:
+    """Where the source notebook disagrees with its specs and hand-in contract.
+
+    Each spec's test cell must hold exactly the hidden block the spec generates;
+    each hand-in cell is the contract's cell; and wherever the notebook states
+    the hand-in's metric with a threshold (prose, comments), it is the contract's.
+    """
+    nb = read_notebook(course.source_notebook(assignment))
+    cells = cells_by_grade_id(nb)
+    problems = []
+    for spec in function_specs(assignment):
+        cell = cells.get(spec.test_id)
+        if cell is None:
+            problems.append(f"{assignment}: no test cell {spec.test_id} for {spec.function}")
+        elif _hidden_block(cell.source) != spec.hidden_source():
+            problems.append(f"{assignment}: {spec.test_id}'s hidden block is not {spec.name}'s "
+                            f"(expected:\n{spec.hidden_source()})")
+    for handin in handin_contracts(assignment):
+        cell = cells.get(handin.grade_id)
+        if cell is None or cell.source.strip() != handin.cell_source():
+            problems.append(f"{assignment}: {handin.grade_id} is not the hand-in contract's cell "
+                            f"(expected:\n{handin.cell_source()})")
+        stated = re.compile(rf"{re.escape(handin.metric)}\s*(?:≥|>=)\s*([0-9]+(?:\.[0-9]+)?)", re.IGNORECASE)
+        for index, c in enumerate(nb.cells):
+            for value in stated.findall(c.source):
+                if float(value) != handin.threshold:
+                    problems.append(f"{assignment}: cell {grade_id(c) or index} states {handin.metric} >= "
+                                    f"{value}; the hand-in contract ({handin.grade_id}) says "
+                                    f"{handin.threshold:.2f}")
+        if not any(c.cell_type == "markdown" and handin.stated in c.source for c in nb.cells):
+            problems.append(f"{assignment}: no markdown cell states the target '{handin.stated}'")
     return problems

@@ -6,9 +6,11 @@ from collections.abc import Callable
 
 import numpy as np
 
-from dlcourse.grading.models import build_and_predict, reference_case, run_case
+from dlcourse.grading.handin import accuracy, load_ct_test
+from dlcourse.grading.models import produce_model_output, reference_case
 from dlcourse.grading.policy import TOLERANCE, relative_error
-from dlcourse.grading.references import Case, load_cases
+from dlcourse.grading.references import Case
+from dlcourse.grading.spec import FunctionSpec, HandinContract, Produced
 
 REFERENCE_FILE = "hidden_residual_refs.npz"
 
@@ -109,54 +111,51 @@ def _block_probes(name: str, kind: str, projection: bool) -> tuple[str, ...]:
     return tuple(layers + ([f"{name}_proj_bn"] if projection else []))
 
 
-def _load(cases: dict[str, Case] | str) -> dict[str, Case]:
-    return load_cases(cases) if isinstance(cases, str) else cases
+def _block_what(function: str, case: Case) -> str:
+    f, st, n = case.meta["filters"], case.meta["stride"], case.meta["name"]
+    return f"{function}(x, {f}, stride={st}, name={n!r})"
 
 
-def produce_residual_block(residual_block: Callable, case: Case) -> np.ndarray:
+def _dense_what(case: Case) -> str:
+    return f"dense_block(x, {case.meta['num_layers']}, {case.meta['growth_rate']}, name={case.meta['name']!r})"
+
+
+def produce_residual_block(residual_block: Callable, case: Case) -> Produced:
     """The student's block output for ``case`` (reference weights), not compared."""
     f, s, n = case.meta["filters"], case.meta["stride"], case.meta["name"]
-    return build_and_predict(lambda x: residual_block(x, f, stride=s, name=n), case,
-                             f"residual_block(x, {f}, stride={s}, name={n!r})")[1]
+    return produce_model_output(lambda x: residual_block(x, f, stride=s, name=n), case,
+                                _block_what("residual_block", case))
 
 
-def produce_bottleneck_block(bottleneck_block: Callable, case: Case) -> np.ndarray:
+def produce_bottleneck_block(bottleneck_block: Callable, case: Case) -> Produced:
     f, s, n = case.meta["filters"], case.meta["stride"], case.meta["name"]
-    return build_and_predict(lambda x: bottleneck_block(x, f, stride=s, name=n), case,
-                             f"bottleneck_block(x, {f}, stride={s}, name={n!r})")[1]
+    return produce_model_output(lambda x: bottleneck_block(x, f, stride=s, name=n), case,
+                                _block_what("bottleneck_block", case))
 
 
-def produce_dense_block(dense_block: Callable, case: Case) -> np.ndarray:
+def produce_dense_block(dense_block: Callable, case: Case) -> Produced:
     k, g, n = case.meta["num_layers"], case.meta["growth_rate"], case.meta["name"]
-    return build_and_predict(lambda x: dense_block(x, k, g, name=n), case,
-                             f"dense_block(x, {k}, {g}, name={n!r})")[1]
+    return produce_model_output(lambda x: dense_block(x, k, g, name=n), case, _dense_what(case))
 
 
-def check_residual_block(residual_block: Callable, cases: dict[str, Case] | str = REFERENCE_FILE) -> None:
-    for case in (c for c in _load(cases).values() if c.name.startswith("residual")):
-        f, s, n = case.meta["filters"], case.meta["stride"], case.meta["name"]
-        run_case(lambda x, f=f, s=s, n=n: residual_block(x, f, stride=s, name=n), case,
-                 what=f"residual_block(x, {f}, stride={s}, name={n!r})",
-                 diagnose=_diagnose_block("residual", s, case.inputs.shape[-1], f),
-                 locate=_locate_block(n, s, "residual"))
+RESIDUAL_BLOCK = FunctionSpec(
+    "residual_block", __name__, "RESIDUAL_BLOCK", REFERENCE_FILE, "residual", produce_residual_block,
+    lambda case: _block_what("residual_block", case),
+    diagnose=lambda c: _diagnose_block("residual", c.meta["stride"], c.inputs.shape[-1], c.meta["filters"]),
+    locate=lambda c: _locate_block(c.meta["name"], c.meta["stride"], "residual"))
+BOTTLENECK_BLOCK = FunctionSpec(
+    "bottleneck_block", __name__, "BOTTLENECK_BLOCK", REFERENCE_FILE, "bottleneck", produce_bottleneck_block,
+    lambda case: _block_what("bottleneck_block", case),
+    diagnose=lambda c: _diagnose_block("bottleneck", c.meta["stride"], c.inputs.shape[-1], 4 * c.meta["filters"]),
+    locate=lambda c: _locate_block(c.meta["name"], c.meta["stride"], "bottleneck"))
+DENSE_BLOCK = FunctionSpec(
+    "dense_block", __name__, "DENSE_BLOCK", REFERENCE_FILE, "dense", produce_dense_block, _dense_what,
+    diagnose=lambda c: _diagnose_dense(c.meta["growth_rate"], c.meta["num_layers"], c.inputs.shape[-1]),
+    locate=lambda c: _locate_dense(c.meta["name"], c.meta["num_layers"]))
 
-
-def check_bottleneck_block(bottleneck_block: Callable, cases: dict[str, Case] | str = REFERENCE_FILE) -> None:
-    for case in (c for c in _load(cases).values() if c.name.startswith("bottleneck")):
-        f, s, n = case.meta["filters"], case.meta["stride"], case.meta["name"]
-        run_case(lambda x, f=f, s=s, n=n: bottleneck_block(x, f, stride=s, name=n), case,
-                 what=f"bottleneck_block(x, {f}, stride={s}, name={n!r})",
-                 diagnose=_diagnose_block("bottleneck", s, case.inputs.shape[-1], 4 * f),
-                 locate=_locate_block(n, s, "bottleneck"))
-
-
-def check_dense_block(dense_block: Callable, cases: dict[str, Case] | str = REFERENCE_FILE) -> None:
-    for case in (c for c in _load(cases).values() if c.name.startswith("dense")):
-        k, g, n = case.meta["num_layers"], case.meta["growth_rate"], case.meta["name"]
-        run_case(lambda x, k=k, g=g, n=n: dense_block(x, k, g, name=n), case,
-                 what=f"dense_block(x, {k}, {g}, name={n!r})",
-                 diagnose=_diagnose_dense(g, k, case.inputs.shape[-1]),
-                 locate=_locate_dense(n, k))
+HANDIN = HandinContract(
+    "test_small_networks_handin", __name__, "HANDIN", "residual_model.keras", "hidden_ct_test.npz",
+    load_ct_test, num_classes=4, metric="accuracy", score=accuracy, threshold=0.80)
 
 
 def make_cases(residual_block: Callable, bottleneck_block: Callable, dense_block: Callable) -> list[Case]:

@@ -1,8 +1,8 @@
 """Checks for the `unet` assignment: receptive fields, the U-Net, Dice, the handed-in model.
 
-Every hidden reference test has two halves: a ``produce_*`` function that runs
-the student's code on one stored case and returns its output without judging
-it, and a ``check_*`` function that compares that output with the stored
+Every hidden reference test is a :class:`~dlcourse.grading.spec.FunctionSpec`: a
+``produce_*`` function runs the student's code on one stored case and returns
+its output without judging it; the spec compares that output with the stored
 solution's and explains a difference (which level, which layer, which part).
 """
 
@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 
-from dlcourse.grading.compare import GradingFailure, assert_matches
-from dlcourse.grading.models import compare_probes, probe_outputs
+from dlcourse.grading.compare import GradingFailure
+from dlcourse.grading.models import probe_outputs
 from dlcourse.grading.policy import grading_mode
-from dlcourse.grading.references import Case, load_cases, random_weights
+from dlcourse.grading.references import Case, random_weights
+from dlcourse.grading.spec import FunctionSpec, HandinContract, Produced
 from dlcourse.grading.weights import load_reference_weights
 
 REFERENCE_FILE = "hidden_unet_refs.npz"
@@ -49,14 +49,6 @@ DICE_CASES = (
     ("dice_uneven_images", (2, 8, 8, 2), "uneven"),  # images with very different foreground
     ("dice_single", (1, 7, 3, 5), "soft"),
 )
-
-
-def _load(cases: dict[str, Case] | str | Path) -> dict[str, Case]:
-    return cases if isinstance(cases, dict) else load_cases(cases)
-
-
-def _select(cases: dict[str, Case] | str | Path, prefix: str) -> list[Case]:
-    return [c for c in _load(cases).values() if c.name.startswith(prefix)]
 
 
 def _call(what: str, fn: Callable, *args, **kwargs):
@@ -104,7 +96,7 @@ def _lecture_helpers_disabled():
             helper.__code__ = code
 
 
-def produce_receptive_field(receptive_field: Callable, case: Case) -> np.ndarray:
+def produce_receptive_field(receptive_field: Callable, case: Case) -> Produced:
     """The student's receptive fields for one case, as an int array (no comparison)."""
     what = _rf_what(case)
     with _lecture_helpers_disabled():
@@ -112,7 +104,7 @@ def produce_receptive_field(receptive_field: Callable, case: Case) -> np.ndarray
     if isinstance(result, int | np.integer) or not hasattr(result, "__len__"):
         raise GradingFailure(f"{what} returned {result!r}: return a list with the field after every layer")
     try:
-        return np.asarray([int(v) for v in result], dtype=np.int64)
+        return Produced(np.asarray([int(v) for v in result], dtype=np.int64))
     except (TypeError, ValueError):
         raise GradingFailure(f"{what} returned {result!r}: a list of ints is expected") from None
 
@@ -130,13 +122,6 @@ def _diagnose_receptive_field(case: Case):
                 f"the field from {before} to {before + (k - 1) * d} (got {int(got[first])}); a dilated "
                 "kernel spans (k - 1) * d + 1 pixels"]
     return diagnose
-
-
-def check_receptive_field(receptive_field: Callable, cases: dict[str, Case] | str | Path = REFERENCE_FILE) -> None:
-    """Receptive fields of the stored networks, exactly."""
-    for case in _select(cases, "receptive_field"):
-        got = produce_receptive_field(receptive_field, case)
-        assert_matches(got, case.expected, what=_rf_what(case), diagnose=_diagnose_receptive_field(case))
 
 
 # --------------------------------------------------------------------------
@@ -214,10 +199,11 @@ def build_student_unet(build_unet: Callable, case: Case):
     return model
 
 
-def produce_build_unet(build_unet: Callable, case: Case) -> np.ndarray:
+def produce_build_unet(build_unet: Callable, case: Case) -> Produced:
     """Build the student's U-Net, load the case's weights by name, predict in inference mode."""
     model = build_student_unet(build_unet, case)
-    return np.asarray(model(case.inputs, training=False))
+    return Produced(np.asarray(model(case.inputs, training=False)),
+                    probe_outputs(model, list(case.probes), case.inputs))
 
 
 def _locate_unet(depth: int):
@@ -266,23 +252,6 @@ def _diagnose_unet(case: Case):
     return diagnose
 
 
-def check_build_unet(build_unet: Callable, cases: dict[str, Case] | str | Path = REFERENCE_FILE) -> None:
-    """U-Nets of several depths, widths and (non-square) sizes against reference outputs."""
-    for case in _select(cases, "unet"):
-        what = _unet_what(case)
-        model = build_student_unet(build_unet, case)
-        got = np.asarray(model(case.inputs, training=False))
-        diagnose_shape = _diagnose_unet(case)
-        locate = _locate_unet(_depth(case))
-
-        def diagnose(g, e, model=model, case=case, locate=locate, diagnose_shape=diagnose_shape):
-            hints = diagnose_shape(g, e)
-            if hints:
-                return hints
-            return locate(compare_probes(model, case))
-        assert_matches(got, case.expected, what=what, diagnose=diagnose)
-
-
 # --------------------------------------------------------------------------
 # dice_coefficient
 # --------------------------------------------------------------------------
@@ -292,7 +261,7 @@ def _dice_what(case: Case) -> str:
     return f"dice_coefficient(y_true, y_pred) on a {tuple(case.inputs.shape[1:])} batch ({case.meta['kind']})"
 
 
-def produce_dice_coefficient(dice_coefficient: Callable, case: Case) -> np.ndarray:
+def produce_dice_coefficient(dice_coefficient: Callable, case: Case) -> Produced:
     """The student's Dice for one case as ``np.array([value])`` (no comparison)."""
     what = _dice_what(case)
     y_true, y_pred = case.inputs[0].copy(), case.inputs[1].copy()
@@ -301,7 +270,7 @@ def produce_dice_coefficient(dice_coefficient: Callable, case: Case) -> np.ndarr
         raise GradingFailure(f"{what} returned an array of shape {value.shape}: return one number, the mean "
                              "over the classes")
     try:
-        return np.array([float(value)], dtype=np.float64)
+        return Produced(np.array([float(value)], dtype=np.float64))
     except (TypeError, ValueError):
         raise GradingFailure(f"{what} returned {type(value).__name__}: return a Python float") from None
 
@@ -343,12 +312,15 @@ def _diagnose_dice(case: Case):
     return diagnose
 
 
-def check_dice_coefficient(dice_coefficient: Callable,
-                           cases: dict[str, Case] | str | Path = REFERENCE_FILE) -> None:
-    """Soft Dice on stored masks and predictions (soft, confident, absent class, uneven images)."""
-    for case in _select(cases, "dice"):
-        got = produce_dice_coefficient(dice_coefficient, case)
-        assert_matches(got, case.expected, what=_dice_what(case), diagnose=_diagnose_dice(case))
+RECEPTIVE_FIELD = FunctionSpec(
+    "receptive_field", __name__, "RECEPTIVE_FIELD", REFERENCE_FILE, "receptive_field", produce_receptive_field,
+    _rf_what, diagnose=_diagnose_receptive_field, tolerance=0.0)
+BUILD_UNET = FunctionSpec(
+    "build_unet", __name__, "BUILD_UNET", REFERENCE_FILE, "unet", produce_build_unet, _unet_what,
+    diagnose=_diagnose_unet, locate=lambda case: _locate_unet(_depth(case)), diagnose_first=True)
+DICE_COEFFICIENT = FunctionSpec(
+    "dice_coefficient", __name__, "DICE_COEFFICIENT", REFERENCE_FILE, "dice", produce_dice_coefficient,
+    _dice_what, diagnose=_diagnose_dice)
 
 
 def _dice_inputs(shape: tuple[int, ...], kind: str, rng: np.random.Generator) -> np.ndarray:
@@ -392,27 +364,23 @@ def mean_foreground_dice(probabilities: np.ndarray, masks: np.ndarray) -> float:
     return float(foreground_dice(probabilities, masks, probabilities.shape[-1]).mean())
 
 
-def check_segmentation_handin(path: str | Path, images: np.ndarray, masks: np.ndarray, threshold: float,
-                              num_classes: int = 4) -> None:
-    """Mean foreground Dice of the handed-in U-Net on the reserved test split, against ``threshold``.
+def _per_class_dice(probabilities: np.ndarray, masks: np.ndarray) -> str:
+    scores = foreground_dice(probabilities, masks, probabilities.shape[-1])
+    names = CARDIAC_CLASSES if probabilities.shape[-1] == len(CARDIAC_CLASSES) else None
+    return ", ".join(f"{names[c + 1] if names else c + 1} {v:.3f}" for c, v in enumerate(scores))
 
-    Prints the score and returns nothing: a test cell whose last line shows a
-    number would be read by nbgrader as a partial score.
-    """
-    from dlcourse.grading.handin import load_handin, predict_probabilities
 
-    model = load_handin(path, images.shape[1:], num_classes)
-    if tuple(model.output_shape[1:3]) != tuple(images.shape[1:3]):
-        raise GradingFailure(f"{Path(path).name}: output {model.output_shape[1:]}, the contract is one "
-                             f"probability vector per pixel, (batch, {images.shape[1]}, {images.shape[2]}, "
-                             f"{num_classes})")
-    scores = foreground_dice(predict_probabilities(model, images, batch_size=32), masks, num_classes)
-    detail = ", ".join(f"{CARDIAC_CLASSES[c + 1] if num_classes == 4 else c + 1} {s:.3f}"
-                       for c, s in enumerate(scores))
-    mean = float(scores.mean())
-    if mean < threshold:
-        raise GradingFailure(f"mean foreground Dice {mean:.3f} ({detail}) is below the threshold {threshold:.2f}")
-    print(f"mean foreground Dice {mean:.3f} ({detail}); threshold {threshold:.2f}")
+def _cardiac_test(path: str) -> tuple[np.ndarray, np.ndarray]:
+    from dlcourse.data import load_cardiac
+
+    return load_cardiac("test", path=path)
+
+
+HANDIN = HandinContract(
+    "test_segmentation_model_handin", __name__, "HANDIN", "unet_model.keras", "hidden_cardiac_test.npz",
+    _cardiac_test, num_classes=4, metric="mean foreground Dice", score=mean_foreground_dice, threshold=0.80,
+    output_shape=lambda input_shape: (*input_shape[:2], len(CARDIAC_CLASSES)),
+    output_meaning="one probability vector per pixel", detail=_per_class_dice, batch_size=32)
 
 
 # --------------------------------------------------------------------------

@@ -1,0 +1,253 @@
+"""One definition per graded function and per hand-in model.
+
+A :class:`FunctionSpec` says how a graded function's hidden test works: which
+reference cases it reads, how the student's function is called on a case
+(``produce``: the raw output, never compared there), which other graded
+functions are replaced by reference versions while it runs (``stand_ins``),
+and how an output is compared and diagnosed (``judge``). The hidden test cell
+inside the notebook calls :meth:`FunctionSpec.check`; the repeat outside the
+kernel (:mod:`dlcourse.verify`) calls ``run`` in a confined process and
+``judge`` in the trusted one. Both paths use the same code, so they cannot
+drift apart, and both give the same message.
+
+A :class:`HandinContract` does the same for a handed-in model: file, reserved
+split, metric and threshold are written once, and the notebook's hidden cell,
+its prose and the repeat read them from here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from dlcourse.grading.compare import GradingFailure, assert_matches
+from dlcourse.grading.policy import TOLERANCE, relative_error
+from dlcourse.grading.references import Case, load_cases
+
+HIDDEN_BEGIN = "### BEGIN HIDDEN TESTS"
+HIDDEN_END = "### END HIDDEN TESTS"
+
+
+@dataclass
+class Produced:
+    """What the student's function gave for one case: its output and, where the
+    case names inner layers, those layers' outputs (to say which part is wrong)."""
+
+    output: np.ndarray
+    inner: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class StandIn:
+    """A reference version of graded function ``name``, used only while *another*
+    graded function that may call it is tested, so that one mistake costs marks once."""
+
+    name: str
+    reference: Callable
+
+
+_MISSING = object()
+
+
+def _guarded(stand_in: StandIn, alive: list[bool]) -> Callable:
+    """The reference, usable only inside the :func:`isolated` block that installed it."""
+    def reference(*args, **kwargs):
+        if not alive[0]:
+            raise GradingFailure(f"the reference {stand_in.name} is only available while another "
+                                 "function's tests run")
+        return stand_in.reference(*args, **kwargs)
+    reference.__name__ = stand_in.name
+    return reference
+
+
+@contextlib.contextmanager
+def isolated(function: Callable, stand_ins: Iterable[StandIn]) -> Iterator[None]:
+    """Within the block, the names in ``stand_ins`` resolve to reference versions
+    wherever ``function`` looks them up (its module globals: the notebook's namespace).
+
+    The student's own versions are put back afterwards, whatever happens.
+    """
+    stand_ins = tuple(stand_ins)
+    namespace = getattr(function, "__globals__", None)
+    if not stand_ins or not isinstance(namespace, dict):
+        yield
+        return
+    alive = [True]
+    saved = {s.name: namespace.get(s.name, _MISSING) for s in stand_ins}
+    for s in stand_ins:
+        namespace[s.name] = _guarded(s, alive)
+    try:
+        yield
+    finally:
+        alive[0] = False
+        for name, value in saved.items():
+            if value is _MISSING:
+                namespace.pop(name, None)
+            else:
+                namespace[name] = value
+
+
+def failure_message(exc: BaseException) -> str:
+    """How a failure while producing an output reads, the same inside and outside the kernel."""
+    if isinstance(exc, GradingFailure):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}".strip()
+
+
+def _load(cases: dict[str, Case] | str | Path) -> dict[str, Case]:
+    return cases if isinstance(cases, dict) else load_cases(cases)
+
+
+def _hidden_block(module: str, name: str, call: str) -> str:
+    return f"{HIDDEN_BEGIN}\nfrom {module} import {name}\n\n{call}\n{HIDDEN_END}"
+
+
+@dataclass(frozen=True)
+class FunctionSpec:
+    """How graded function ``function`` is tested against its hidden reference cases."""
+
+    function: str  # the contract name, e.g. "lstm_forward"
+    module: str  # where this spec lives (for the hidden cell's import)
+    name: str  # this spec's name in ``module``
+    reference_file: str  # hidden_*_refs.npz beside the source notebook
+    select: str  # prefix of the names of its cases
+    produce: Callable[[Callable, Case], Produced]
+    describe: Callable[[Case], str]  # the call, as the message names it
+    diagnose: Callable[[Case], Callable[[np.ndarray, np.ndarray], list[str]]] | None = None
+    locate: Callable[[Case], Callable[[dict[str, bool]], list[str]]] | None = None
+    stand_ins: tuple[StandIn, ...] = ()
+    tolerance: float = TOLERANCE
+    #: True when ``diagnose`` states facts about the output itself (not probabilities, wrong
+    #: size) that outrank the first differing inner layer.
+    diagnose_first: bool = False
+    test_cell: str = ""  # grade_id of the test cell holding the hidden block, if not the usual one
+
+    @property
+    def test_id(self) -> str:
+        """grade_id of the test cell whose hidden block calls :meth:`check`."""
+        return self.test_cell or f"test_{self.function}_reference"
+
+    def cases(self, cases: dict[str, Case] | str | Path | None = None) -> list[Case]:
+        return [c for c in _load(cases or self.reference_file).values() if c.name.startswith(self.select)]
+
+    def isolated(self, function: Callable):
+        """Context manager: the other graded functions ``function`` calls are reference versions."""
+        return isolated(function, self.stand_ins)
+
+    def run(self, function: Callable, case: Case) -> Produced:
+        """The student's output for ``case``, with the stand-ins in place; not compared."""
+        with self.isolated(function):
+            return self.produce(function, case)
+
+    def judge(self, case: Case, produced: Produced) -> str | None:
+        """None when ``produced`` matches the case, else the message that says what is wrong."""
+        def located() -> list[str]:
+            if self.locate is None or not case.probes:
+                return []
+            matches = {name: name in produced.inner and produced.inner[name].shape == want.shape
+                       and relative_error(produced.inner[name], want) <= self.tolerance
+                       for name, want in case.probes.items()}
+            return self.locate(case)(matches)
+
+        def hints(got: np.ndarray, expected: np.ndarray) -> list[str]:
+            diagnosed = (lambda: self.diagnose(case)(got, expected)) if self.diagnose else list
+            # A wrong shape is best explained from the output; wrong values by the first inner
+            # layer that differs.
+            output_first = self.diagnose_first or got.shape != expected.shape
+            first, second = (diagnosed, located) if output_first else (located, diagnosed)
+            return first() or second()
+
+        try:
+            assert_matches(produced.output, case.expected, what=self.describe(case), diagnose=hints,
+                           tolerance=self.tolerance)
+        except GradingFailure as failure:
+            return str(failure)
+        return None
+
+    def check(self, function: Callable, cases: dict[str, Case] | str | Path | None = None) -> None:
+        """The hidden test: every case, in order; the first failure raises with its message."""
+        for case in self.cases(cases):
+            message = self.judge(case, self.run(function, case))
+            if message:
+                raise GradingFailure(message)
+
+    def hidden_source(self) -> str:
+        """The hidden block of the test cell, as the source notebook must hold it."""
+        return _hidden_block(self.module, self.name, f"{self.name}.check({self.function})")
+
+
+@dataclass(frozen=True)
+class HandinContract:
+    """A handed-in model: file, reserved split, metric and threshold, defined once."""
+
+    grade_id: str  # the hidden test cell
+    module: str
+    name: str
+    model_file: str
+    data_file: str  # hidden_* file beside the source notebook
+    load_split: Callable[[str], tuple[np.ndarray, np.ndarray]]  # path -> (inputs, labels)
+    num_classes: int
+    metric: str  # how the prose names it, e.g. "beat F1"
+    score: Callable[[np.ndarray, np.ndarray], float]  # (probabilities, labels) -> metric
+    threshold: float
+    output_shape: Callable[[tuple[int, ...]], tuple[int, ...]] | None = None  # input shape -> per-item output
+    output_meaning: str = "class probabilities"
+    detail: Callable[[np.ndarray, np.ndarray], str] | None = None  # e.g. the per-class scores
+    batch_size: int = 64
+
+    @property
+    def stated(self) -> str:
+        """The target as the notebook's prose states it (bold in the markdown)."""
+        return f"{self.metric} ≥ {self.threshold:.2f}"
+
+    def summary(self) -> str:
+        """The visible first line of the hidden cell."""
+        return (f"# Hidden test: {self.model_file} on the reserved test split, "
+                f"{self.metric} >= {self.threshold:.2f}.")
+
+    def produce(self, model_path: str | Path, inputs: np.ndarray) -> np.ndarray:
+        """The model's probabilities for ``inputs`` (loaded in safe mode, contract checked)."""
+        from dlcourse.grading.handin import load_handin, predict_probabilities
+
+        model = load_handin(model_path, inputs.shape[1:], self.num_classes)
+        if self.output_shape is not None:
+            want = self.output_shape(tuple(inputs.shape[1:]))
+            if tuple(model.output_shape[1:]) != want:
+                raise GradingFailure(f"{Path(model_path).name}: output shape {model.output_shape[1:]}, "
+                                     f"the contract says {want}: {self.output_meaning}")
+        return predict_probabilities(model, inputs, batch_size=self.batch_size)
+
+    def judge(self, probabilities: np.ndarray, labels: np.ndarray) -> tuple[bool, str]:
+        """(passed, message) for the model's probabilities on the reserved split."""
+        if probabilities.shape[:-1] != labels.shape:
+            return False, f"predictions of shape {probabilities.shape} for labels of shape {labels.shape}"
+        value = self.score(probabilities, labels)
+        detail = f" ({self.detail(probabilities, labels)})" if self.detail else ""
+        if value < self.threshold:
+            return False, (f"{self.metric} on the test split {value:.3f}{detail} is below the threshold "
+                           f"{self.threshold:.2f}")
+        return True, f"{self.metric} on the test split {value:.3f}{detail}; threshold {self.threshold:.2f}"
+
+    def check(self, folder: str | Path = ".") -> None:
+        """The hidden test: prints the score, raises below the threshold.
+
+        Returns nothing: a test cell whose last line shows a number would be read
+        by nbgrader as a partial score.
+        """
+        folder = Path(folder)
+        inputs, labels = self.load_split(str(folder / self.data_file))
+        passed, message = self.judge(self.produce(folder / self.model_file, inputs), labels)
+        if not passed:
+            raise GradingFailure(message)
+        print(message)
+
+    def hidden_source(self) -> str:
+        return _hidden_block(self.module, self.name, f"{self.name}.check()")
+
+    def cell_source(self) -> str:
+        """The whole hidden test cell: the visible summary line, then the hidden block."""
+        return f"{self.summary()}\n{self.hidden_source()}"
