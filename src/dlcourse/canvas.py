@@ -6,7 +6,8 @@ User ID, SIS Login ID, Section, one column per assignment titled
 itself is the template: every row, every other column and the "Points
 Possible" row are written back as read, and only the assignment's column is
 filled -- with the total where grading is complete, blank where a written
-answer still waits for a TA or nothing was submitted.
+answer still waits for a TA or nothing was submitted. Byte for byte: every
+other field keeps its own quoting and each line its own line ending.
 """
 
 from __future__ import annotations
@@ -31,8 +32,8 @@ class Export:
     path: Path
     header: list[str]
     rows: list[list[str]]
+    records: list[tuple[str, str]]  # each line as exported (header first): text, line ending
     bom: bool = False
-    newline: str = "\n"
 
     def column(self, title: str) -> int | None:
         return self.header.index(title) if title in self.header else None
@@ -67,12 +68,49 @@ def read_export(path: Path) -> Export:
     except UnicodeDecodeError:
         raise CourseError(f"--canvas-gradebook: {path} is not UTF-8 text (export it from Canvas's "
                           "gradebook as CSV)") from None
-    rows = list(csv.reader(io.StringIO(text, newline="")))
+    try:
+        rows = list(csv.reader(io.StringIO(text, newline="")))
+    except csv.Error as exc:
+        raise CourseError(f"--canvas-gradebook: {path} is not valid CSV ({exc})") from None
     if not rows or NAME_COLUMN not in rows[0] or "ID" not in rows[0]:
         raise CourseError(f"--canvas-gradebook: {path} is not a Canvas gradebook export "
                           f"(its first row must have the columns '{NAME_COLUMN}' and 'ID')")
-    newline = "\r\n" if "\r\n" in text else "\n"
-    return Export(path, rows[0], rows[1:], bom=raw.startswith(b"\xef\xbb\xbf"), newline=newline)
+    records = _records(text)
+    if len(records) != len(rows):
+        raise CourseError(f"--canvas-gradebook: {path} has unbalanced quotes; export it from Canvas again")
+    return Export(path, rows[0], rows[1:], records, bom=raw.startswith(b"\xef\xbb\xbf"))
+
+
+def _records(text: str) -> list[tuple[str, str]]:
+    """The CSV's records as written (a quoted field may hold a line break), with their line endings."""
+    records, start, quoted, i = [], 0, False, 0
+    while i < len(text):
+        char = text[i]
+        if char == '"':
+            quoted = not quoted
+        elif char in "\r\n" and not quoted:
+            end = i
+            if char == "\r" and text[i + 1:i + 2] == "\n":
+                i += 1
+            records.append((text[start:end], text[end:i + 1]))
+            start = i + 1
+        i += 1
+    if start < len(text):
+        records.append((text[start:], ""))
+    return records
+
+
+def _raw_fields(record: str) -> list[str]:
+    """A record's fields as written, quotes included."""
+    fields, start, quoted = [], 0, False
+    for i, char in enumerate(record):
+        if char == '"':
+            quoted = not quoted
+        elif char == "," and not quoted:
+            fields.append(record[start:i])
+            start = i + 1
+    fields.append(record[start:])
+    return fields
 
 
 def find_column(export: Export, assignment: str, title: str | None = None) -> str:
@@ -129,24 +167,25 @@ def fill(export: Export, column: str, totals: dict[str, Total], dest: Path) -> C
     col = export.header.index(column)
     report = CanvasReport(dest, column)
     matched = match_students(export, set(totals))
-    rows = [list(r) for r in export.rows]
-    display = export.column(NAME_COLUMN)
+    records = list(export.records)
+    display, id_col = export.column(NAME_COLUMN), export.column("ID")
     for index in sorted(export.student_rows()):
-        row = rows[index]
-        while len(row) <= col:
-            row.append("")
-        who = f"{row[display]} ({row[export.column('ID')]})" if display is not None else row[export.column("ID")]
+        row = export.rows[index]
+        who = f"{row[display]} ({row[id_col]})" if display is not None else row[id_col]
         student = matched.get(index)
         total = totals.get(student) if student is not None else None
+        value = ""
         if total is None:
-            row[col] = ""
             report.not_submitted.append(who)
         elif total.pending:
-            row[col] = ""
             report.pending.append(who)
         else:
-            row[col] = f"{round(total.score, 2):g}"
-            report.filled[student] = row[col]
+            value = report.filled[student] = f"{round(total.score, 2):g}"
+        text, ending = records[index + 1]
+        fields = _raw_fields(text)
+        fields += [""] * (col + 1 - len(fields))
+        fields[col] = value
+        records[index + 1] = (",".join(fields), ending)
     report.unknown = sorted(set(totals) - set(matched.values()))
     maxima = {t.max_score for t in totals.values()}
     points = next((r for r in export.rows if r and r[0].strip().startswith("Points Possible")), None)
@@ -159,9 +198,6 @@ def fill(export: Export, column: str, totals: dict[str, Total], dest: Path) -> C
             report.warnings.append(f"Canvas's points possible for {column!r} is {possible:g}, the gradebook's "
                                    f"maximum {max(maxima):g}")
     dest.parent.mkdir(parents=True, exist_ok=True)
-    buffer = io.StringIO(newline="")
-    writer = csv.writer(buffer, lineterminator=export.newline)
-    writer.writerow(export.header)
-    writer.writerows(rows)
-    dest.write_bytes((b"\xef\xbb\xbf" if export.bom else b"") + buffer.getvalue().encode())
+    text = "".join(record + ending for record, ending in records)
+    dest.write_bytes((b"\xef\xbb\xbf" if export.bom else b"") + text.encode())
     return report
