@@ -92,3 +92,13 @@ from dlcourse.validate import name_cells_for_validate_button  # noqa: E402
 
 c.Execute.on_notebook_start = name_cells_for_validate_button
 c.Execute.on_cell_complete = name_cells_for_validate_button
+
+# --- JupyterLab panels: exchange (dlcourse.lab_exchange) ---
+# Assignments go out and come back through the LMS, never through nbgrader's
+# exchange. Its panels (Assignment List, Course List, formgrader) still read it
+# on every visit: a per-user folder, created on first use, makes them answer
+# "no assignments" instead of showing exchange errors to students.
+from dlcourse import lab_exchange  # noqa: E402
+
+c.Exchange.root = lab_exchange.personal_root()
+c.ExchangeFactory.list = lab_exchange.PersonalExchangeList

@@ -1,0 +1,455 @@
+"""The course as its users meet it: headless Chromium driving JupyterLab with nbgrader's extensions.
+
+Each test starts a real JupyterLab (loopback, random port, random token, its
+own Jupyter folders) on a temporary copy of the course and clicks through it as
+a student or a TA would. Screenshots of every step, the server log and
+chromedriver's log land in ``test-artifacts/browser/<test>/`` (git-ignored), so
+a failure in CI can be seen, not guessed.
+
+Needs Debian's ``chromium`` and ``chromium-driver`` (``.ci/run`` installs
+them). Without them the tests are skipped on a laptop and fail in CI
+(``CI`` set), so a broken CI image cannot pass silently.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import pytest
+
+from dlcourse.course import Course, scratch_course
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+ARTIFACTS = REPO / "test-artifacts" / "browser"
+ASSIGNMENT = "lstm"
+EXCHANGE_ERRORS = ("Error fetching courses", "exchange directory does not exist",
+                   "could not be created", "Unwritable directory")
+
+pytestmark = pytest.mark.slow
+
+webdriver = pytest.importorskip("selenium.webdriver")
+from selenium.common.exceptions import TimeoutException  # noqa: E402
+from selenium.webdriver.common.action_chains import ActionChains  # noqa: E402
+from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.common.keys import Keys  # noqa: E402
+from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+
+
+def _browser_binaries() -> tuple[str, str]:
+    """Debian's chromium and its chromedriver; skip (or fail in CI) when absent."""
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    driver = shutil.which("chromedriver")
+    if browser and driver:
+        return browser, driver
+    message = "headless browser tests need Debian's chromium and chromium-driver (see .ci/run)"
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _jupyter_env(home: Path) -> dict[str, str]:
+    """Jupyter folders of the test's own, so no user setting or kernel of this machine leaks in."""
+    env = dict(os.environ)
+    for key, sub in (("JUPYTER_CONFIG_DIR", "config"), ("JUPYTER_DATA_DIR", "data"),
+                     ("JUPYTER_RUNTIME_DIR", "runtime"), ("IPYTHONDIR", "ipython"),
+                     ("JUPYTERLAB_SETTINGS_DIR", "lab-settings"),
+                     ("JUPYTERLAB_WORKSPACES_DIR", "lab-workspaces"), ("MPLCONFIGDIR", "mpl")):
+        (home / sub).mkdir(parents=True, exist_ok=True)
+        env[key] = str(home / sub)
+    # The course's lab configuration, as `make lab` uses it.
+    env["JUPYTER_CONFIG_PATH"] = str(REPO / "jupyter")
+    env["PATH"] = str(BIN) + os.pathsep + env.get("PATH", "")
+    env["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    env["SE_OFFLINE"] = "true"  # Selenium Manager must never download a driver
+    return env
+
+
+class Lab:
+    """A JupyterLab server on loopback, stopped (with its kernels) when the test ends."""
+
+    def __init__(self, root: Path, home: Path, log: Path) -> None:
+        self.root, self.home = root, home
+        self.port, self.token = _free_port(), secrets.token_hex(16)
+        self.env = _jupyter_env(home)
+        cmd = [str(BIN / "jupyter"), "lab", "--no-browser", f"--port={self.port}",
+               "--ServerApp.ip=127.0.0.1", "--ServerApp.port_retries=0",
+               f"--IdentityProvider.token={self.token}", f"--ServerApp.root_dir={root}"]
+        if hasattr(os, "geteuid") and os.geteuid() == 0:
+            cmd.append("--allow-root")  # CI containers run as root
+        self._log = open(log, "w")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(cmd, cwd=root, env=self.env, stdout=self._log,
+                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                     start_new_session=True)
+        self.log = log
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def wait_ready(self, timeout: float = 120) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"JupyterLab exited ({self.proc.returncode}); see {self.log}")
+            try:
+                with urllib.request.urlopen(f"{self.url}/api/status?token={self.token}", timeout=5):
+                    return
+            except OSError:
+                time.sleep(0.5)
+        raise AssertionError(f"JupyterLab did not answer within {timeout:g} s; see {self.log}")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)  # shuts down its kernels too
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=30)
+        self._log.close()
+
+
+class Browser:
+    """Headless Chromium with screenshots numbered by step."""
+
+    def __init__(self, artifacts: Path) -> None:
+        from selenium.webdriver.chrome.service import Service
+
+        binary, driver = _browser_binaries()
+        options = webdriver.ChromeOptions()
+        options.binary_location = binary
+        for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                    "--window-size=1400,1000", "--no-first-run", "--disable-extensions",
+                    "--disable-background-networking", "--disable-component-update",
+                    "--disable-sync", "--proxy-server=direct://", "--proxy-bypass-list=*"):
+            options.add_argument(arg)
+        service = Service(executable_path=driver, log_output=str(artifacts / "chromedriver.log"))
+        self.driver = webdriver.Chrome(service=service, options=options)
+        self.driver.set_page_load_timeout(90)
+        self.driver.set_script_timeout(30)
+        self.artifacts = artifacts
+        self.step = 0
+
+    def shot(self, name: str) -> Path:
+        self.step += 1
+        path = self.artifacts / f"{self.step:02d}-{name}.png"
+        self.driver.save_screenshot(str(path))
+        return path
+
+    def wait(self, condition: Callable[[Any], Any], timeout: float, what: str) -> Any:
+        try:
+            return WebDriverWait(self.driver, timeout, poll_frequency=0.25).until(condition)
+        except TimeoutException:
+            self.shot(f"timeout-{what.replace(' ', '-')[:40]}")
+            raise AssertionError(f"waited {timeout:g} s for {what}") from None
+
+    def css(self, selector: str) -> list:
+        return self.driver.find_elements(By.CSS_SELECTOR, selector)
+
+    def menu(self, top: str, item: str) -> None:
+        """Click ``top`` in JupyterLab's menu bar, then ``item`` in the menu that opens."""
+        bar = self.wait(lambda d: [e for e in self.css(".lm-MenuBar-item") if e.text == top],
+                        30, f"menu {top}")
+        bar[0].click()
+        entries = self.wait(
+            lambda d: [e for e in self.css(".lm-Menu .lm-Menu-itemLabel")
+                       if e.is_displayed() and e.text.strip() == item],
+            10, f"menu item {item}")
+        entries[0].click()
+
+    def open_lab(self, lab: Lab, path: str = "") -> None:
+        self.driver.get(f"{lab.url}/lab{'/tree/' + path if path else ''}?token={lab.token}")
+        self.wait(lambda d: self.css("#jp-main-dock-panel"), 90, "JupyterLab to load")
+
+    def quit(self) -> None:
+        with contextlib.suppress(Exception):
+            self.shot("final")
+        with contextlib.suppress(Exception):
+            self.driver.quit()
+
+
+@pytest.fixture
+def artifacts(request) -> Path:
+    folder = ARTIFACTS / request.node.name
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    print(f"\nbrowser artifacts (screenshots, server log): {folder}")
+    return folder
+
+
+@pytest.fixture
+def browser(artifacts) -> Iterator[Browser]:
+    chromium = Browser(artifacts)
+    try:
+        yield chromium
+    finally:
+        chromium.quit()
+
+
+@pytest.fixture
+def start_lab(artifacts, tmp_path) -> Iterator[Callable[[Path], Lab]]:
+    servers: list[Lab] = []
+
+    def start(root: Path) -> Lab:
+        lab = Lab(root, tmp_path / f"jupyter-home-{len(servers)}", artifacts / f"server-{len(servers)}.log")
+        servers.append(lab)
+        lab.wait_ready()
+        return lab
+
+    try:
+        yield start
+    finally:
+        for lab in servers:
+            lab.stop()
+
+
+def student_course(dest: Path, completed: bool) -> Path:
+    """A student's copy of the course: configuration and the released lstm practical.
+
+    ``completed``: the practical as a student hands it in (the example
+    submission with its trained model), except the sigmoid, which is back to the
+    release's stub for the student to type.
+    """
+    dest.mkdir(parents=True)
+    shutil.copyfile(REPO / "nbgrader_config.py", dest / "nbgrader_config.py")
+    folder = dest / "assignments" / ASSIGNMENT
+    shutil.copytree(REPO / "assignments" / ASSIGNMENT, folder)
+    if completed:
+        example = REPO / "examples" / "submissions" / ASSIGNMENT / "perfect"
+        release = nbformat.read(folder / f"{ASSIGNMENT}.ipynb", as_version=4)
+        notebook = nbformat.read(example / f"{ASSIGNMENT}.ipynb", as_version=4)
+        stub = next(c for c in release.cells if _grade_id(c) == "sigmoid")
+        notebook.cells = [stub if _grade_id(c) == "sigmoid" else c for c in notebook.cells]
+        nbformat.write(notebook, folder / f"{ASSIGNMENT}.ipynb")
+        shutil.copyfile(example / f"{ASSIGNMENT}_model.keras", folder / f"{ASSIGNMENT}_model.keras")
+    return dest
+
+
+def _grade_id(cell) -> str | None:
+    return cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+
+
+def _cell_index(notebook_path: Path, grade_id: str) -> int:
+    cells = nbformat.read(notebook_path, as_version=4).cells
+    return next(i for i, c in enumerate(cells) if _grade_id(c) == grade_id)
+
+
+def _saved_source(notebook_path: Path, grade_id: str) -> str:
+    with contextlib.suppress(Exception):  # mid-write: try again
+        notebook = nbformat.read(notebook_path, as_version=4)
+        return next(c.source for c in notebook.cells if _grade_id(c) == grade_id)
+    return ""
+
+
+def type_into_cell(browser: Browser, index: int, code: str) -> None:
+    """Replace a code cell's text the way a student does: click, select all, type."""
+    cell = browser.css(".jp-Notebook .jp-Cell")[index]
+    browser.driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", cell)
+    cell.find_element(By.CSS_SELECTOR, ".cm-content").click()
+    ActionChains(browser.driver).key_down(Keys.CONTROL).send_keys("a").key_up(Keys.CONTROL).perform()
+    ActionChains(browser.driver).send_keys(code).perform()
+    browser.wait(lambda d: cell.find_element(By.CSS_SELECTOR, ".cm-content").text == code, 10,
+                 "the typed code in the editor")
+
+
+def save_and_validate(browser: Browser, notebook: Path, code: str, label: str) -> str:
+    """Save (checked on disk), press nbgrader's Validate button, return the result dialog's text."""
+    browser.menu("File", "Save Notebook")
+    browser.wait(lambda d: _saved_source(notebook, "sigmoid") == code, 30, "the notebook saved to disk")
+    browser.shot(f"{label}-saved")
+    button = browser.wait(lambda d: [b for b in browser.css(".jp-NotebookPanel-toolbar .jp-Toolbar-item")
+                                     if b.is_displayed() and b.text.strip() == "Validate"], 10,
+                          "the Validate button")
+    button[0].click()
+    started = time.monotonic()
+    dialog = browser.wait(
+        lambda d: [x for x in browser.css(".jp-Dialog") if "Validat" in x.text and "Validating" not in x.text],
+        300, "the validation result")
+    text = dialog[0].text
+    print(f"Validate ({label}) answered in {time.monotonic() - started:.0f} s")
+    browser.shot(f"{label}-validate-result")
+    close = dialog[0].find_elements(By.CSS_SELECTOR, ".jp-Dialog-button")
+    if close:
+        close[-1].click()
+    browser.wait(lambda d: not browser.css(".jp-Dialog"), 10, "the dialog to close")
+    return text
+
+
+CORRECT_SIGMOID = "def sigmoid(z): return 0.5 * (1 + np.tanh(0.5 * np.asarray(z, dtype=float)))"
+WRONG_SIGMOID = "def sigmoid(z): return 1 / (1 + np.exp(z))"
+
+
+def test_student_validate_button_gives_a_failing_and_a_passing_verdict(tmp_path, browser, start_lab):
+    course = student_course(tmp_path / "student", completed=True)
+    notebook = course / "assignments" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
+    index = _cell_index(notebook, "sigmoid")
+    lab = start_lab(course)
+
+    browser.open_lab(lab, f"assignments/{ASSIGNMENT}/{ASSIGNMENT}.ipynb")
+    browser.wait(lambda d: "Idle" in (browser.css("#jp-main-statusbar") or [None])[0].text, 90,
+                 "the kernel to start")
+    browser.shot("notebook-open")
+
+    # Run All stops at the first cell that raises: the sigmoid stub.
+    browser.menu("Run", "Run All Cells")
+    cell = browser.css(".jp-Notebook .jp-Cell")[index]
+    browser.wait(lambda d: "NotImplementedError" in cell.text, 120, "Run All to reach the sigmoid stub")
+    browser.shot("run-all-stops-at-stub")
+
+    type_into_cell(browser, index, WRONG_SIGMOID)
+    verdict = save_and_validate(browser, notebook, WRONG_SIGMOID, "wrong-sigmoid")
+    assert "Success" not in verdict
+    assert "failed" in verdict.lower(), verdict
+    assert "AssertionError: sigmoid(z) = 1 / (1 + exp(-z))" in verdict, verdict
+    # The verdict is about the sigmoid alone: every other function of the notebook is correct.
+    for other in ("lstm_cell_forward", "lstm_forward", "sequence_models"):
+        assert other not in verdict, verdict
+
+    type_into_cell(browser, index, CORRECT_SIGMOID)
+    verdict = save_and_validate(browser, notebook, CORRECT_SIGMOID, "correct-sigmoid")
+    assert "Success! Your notebook passes all the tests." in verdict, verdict
+
+
+def test_student_assignment_list_shows_no_exchange_errors(tmp_path, browser, start_lab):
+    course = student_course(tmp_path / "student", completed=False)
+    lab = start_lab(course)
+    browser.open_lab(lab)
+
+    browser.menu("Nbgrader", "Assignment List")
+    panel = browser.wait(lambda d: [p for p in browser.css(".lm-DockPanel-widget")
+                                    if p.is_displayed() and "Released assignments" in p.text], 60,
+                         "the Assignment List")[0]
+    # Every list has answered (no spinner, no "Loading") before the text is judged.
+    browser.wait(lambda d: ("loading" not in panel.text.lower() and panel.text.count("There are no") >= 3)
+                 or any(e in panel.text for e in EXCHANGE_ERRORS), 60, "the assignment lists to load")
+    browser.shot("assignment-list")
+    text = browser.driver.find_element(By.TAG_NAME, "body").text
+    for error in EXCHANGE_ERRORS:
+        assert error not in text, f"the Assignment List shows {error!r}:\n{panel.text}"
+    assert "There are no assignments to fetch" in panel.text
+
+    browser.menu("Nbgrader", "Course List")
+    courses = browser.wait(lambda d: [p for p in browser.css(".lm-DockPanel-widget")
+                                      if p.is_displayed() and "Available formgraders" in p.text], 60,
+                           "the Course List")[0]
+    browser.wait(lambda d: "loading" not in courses.text.lower() and len(courses.text.splitlines()) > 1,
+                 60, "the course list to load")
+    browser.shot("course-list")
+    text = browser.driver.find_element(By.TAG_NAME, "body").text
+    for error in (*EXCHANGE_ERRORS, "Error"):
+        assert error not in text, f"the Course List shows {error!r}:\n{courses.text}"
+    # The lists came from the student's own (empty) exchange folder, not a shared one.
+    assert (lab.home / "data" / "nbgrader" / "exchange").is_dir()
+
+
+def _course_command(course: Course, *args: str, home: Path) -> subprocess.CompletedProcess:
+    env = _jupyter_env(home)
+    started = time.monotonic()
+    result = subprocess.run([str(BIN / "course"), *args], cwd=course.root, env=env,
+                            capture_output=True, text=True, timeout=600)
+    print(f"course {' '.join(args)}: {time.monotonic() - started:.0f} s")
+    assert result.returncode == 0, f"course {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
+    return result
+
+
+def _lms_row(course: Course, student: str) -> dict[str, str]:
+    with open(course.grades / "grades.csv", newline="") as f:
+        return next(row for row in csv.DictReader(f) if row["student_id"] == student)
+
+
+def _manual_grade(course: Course, student: str) -> tuple[float | None, str | None]:
+    from nbgrader.api import Gradebook
+
+    with Gradebook(f"sqlite:///{course.root / 'gradebook.db'}") as gb:
+        grade = gb.find_grade("question_forget_bias", ASSIGNMENT, ASSIGNMENT, student)
+        comment = gb.find_comment("question_forget_bias", ASSIGNMENT, ASSIGNMENT, student)
+        return grade.manual_score, comment.manual_comment
+
+
+def test_ta_grades_a_written_answer_in_formgrader(repo_course, tmp_path, browser, start_lab):
+    student, score, remark = "s0001", 1.5, "Right about the gradient; say why a bias of 1 keeps the cell open."
+    course = scratch_course(repo_course, tmp_path / "course")
+    incoming = tmp_path / "incoming" / student
+    shutil.copytree(REPO / "examples" / "submissions" / ASSIGNMENT / "perfect", incoming)
+    _course_command(course, "grade", ASSIGNMENT, "--from", str(incoming.parent), home=tmp_path / "ta")
+    autograded = float(_lms_row(course, student)[ASSIGNMENT])
+    assert _manual_grade(course, student) == (None, None)
+
+    lab = start_lab(course.root)
+    browser.open_lab(lab)
+    browser.menu("Nbgrader", "Formgrader")
+    frame = browser.wait(lambda d: [f for f in browser.css("iframe") if "formgrader" in (f.get_attribute("src") or "")],
+                         30, "formgrader's frame")[0]
+    driver = browser.driver
+    driver.switch_to.frame(frame)
+    browser.wait(lambda d: d.find_elements(By.LINK_TEXT, "Manual Grading"), 60, "formgrader to load")
+    browser.shot("formgrader")
+    for link in ("Manual Grading", ASSIGNMENT, ASSIGNMENT):
+        browser.wait(lambda d, link=link: d.find_elements(By.LINK_TEXT, link), 30, f"link {link}")[-1].click()
+    submission = browser.wait(lambda d: d.find_elements(By.PARTIAL_LINK_TEXT, "Submission #1"), 30,
+                              "the autograded submission")
+    row = driver.find_element(By.CSS_SELECTOR, "tbody").text
+    assert f"{autograded:g} / 33" in row, row
+    browser.shot("submissions")
+    submission[0].click()
+
+    field = browser.wait(lambda d: d.find_elements(By.ID, "question_forget_bias"), 60, "the grading page")[0]
+    # The page fills in the scores once it has them: the autograded one first.
+    # formgrader shows an autograded score as the field's placeholder (the value is an override).
+    browser.wait(lambda d: d.find_element(By.ID, "test_sigmoid").get_attribute("placeholder") == "2", 30,
+                 "the autograded score of test_sigmoid")
+    assert "needs_manual_grade" in field.get_attribute("class")
+    driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", field)
+    browser.shot("written-answer-before")
+    field.click()
+    field.clear()
+    field.send_keys(f"{score:g}", Keys.TAB)
+    box = driver.find_element(By.ID, "question_forget_bias-comment")
+    box.click()
+    box.send_keys(remark, Keys.TAB)
+
+    deadline = time.monotonic() + 30
+    while _manual_grade(course, student) != (score, remark) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    browser.shot("written-answer-graded")
+    assert _manual_grade(course, student) == (score, remark)
+
+    # formgrader's own list shows the new total (breadcrumb: Manual Grading / lstm / lstm).
+    driver.find_elements(By.LINK_TEXT, ASSIGNMENT)[-1].click()
+    browser.wait(lambda d: f"{autograded + score:g} / 33" in d.find_element(By.TAG_NAME, "body").text,
+                 30, "the new total in formgrader")
+    browser.shot("submissions-after")
+    driver.switch_to.default_content()
+
+    _course_command(course, "grade", ASSIGNMENT, home=tmp_path / "ta")
+    assert float(_lms_row(course, student)[ASSIGNMENT]) == autograded + score
+    with open(course.grades / f"{ASSIGNMENT}_questions.csv", newline="") as f:
+        questions = next(r for r in csv.DictReader(f) if r["student_id"] == student)
+    assert float(questions["question_forget_bias"]) == score
+    assert _manual_grade(course, student) == (score, remark)  # the regrade kept the hand grading
+    (browser.artifacts / "grades.csv").write_text((course.grades / "grades.csv").read_text())
+    (browser.artifacts / "gradebook.json").write_text(json.dumps(
+        {"student": student, "manual_score": score, "comment": remark}))
