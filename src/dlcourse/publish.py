@@ -86,6 +86,7 @@ MIN_ARRAY = 32
 TEXT_SUFFIXES = {".ipynb", ".py", ".md", ".txt", ".json", ".toml", ".cfg", ".yml", ".yaml", ".csv", ".html",
                  ".tex", ".rst", ""}
 _REGION = re.compile(r"^\s*### (BEGIN|END) (SOLUTION|HIDDEN TESTS)\s*$")
+_CHECK_CALL = re.compile(r"^[A-Z][A-Z0-9_]*\.check\(\w*\)$")
 #: Generic lines: imports, brackets, short statements, a model's input layer.
 _TRIVIAL = re.compile(r"^(import \S+( as \S+)?|from \S+ import [\w, ]+|[\W_]*|(return|raise|pass|else|try)\b.{0,12}"
                       r"|\w+ = keras\.Input\(.*\))$")
@@ -181,7 +182,12 @@ def normalise(line: str) -> str:
 
 
 def is_trivial(line: str) -> bool:
-    """Lines that any code has (imports, brackets, short statements): no evidence of a leak."""
+    """Lines that any code has (imports, brackets, short statements): no evidence of a leak.
+
+    A hidden test's call of its check (``SIGMOID.check(sigmoid)``) counts however short it is.
+    """
+    if _CHECK_CALL.match(line):
+        return False
     return len(line) < MIN_LINE or bool(_TRIVIAL.match(line))
 
 
@@ -353,6 +359,17 @@ def scan_file(relative: str, data: bytes, secrets: Secrets, limit: int = 3) -> l
             if source:
                 found.append(f"{relative}:{member}: array equal to {source}")
         return found
+    if path.suffix == ".npy":
+        import numpy as np
+
+        try:
+            source = secrets.arrays.get(array_digest(np.lib.format.read_array(io.BytesIO(data),
+                                                                              allow_pickle=False)))
+        except ValueError:
+            source = None
+        if source:
+            found.append(f"{relative}: array equal to {source}")
+        return found
     lines = _text_of(path, data)
     if lines is None:
         return found
@@ -495,16 +512,20 @@ def _differences(files: dict[str, bytes], dest: Path) -> list[str]:
     return diffs
 
 
-def _prepare(dest: Path) -> None:
-    """Empty ``dest`` for a new edition, keeping .git; refuse a folder that is not an edition."""
+def _refuse_foreign(dest: Path) -> None:
+    """Publishing replaces a folder's files: only an earlier edition (or nothing) may be there."""
     if dest.exists() and not dest.is_dir():
         raise CourseError(f"{dest} exists and is not a folder")
+    if dest.is_dir() and any(p.name != ".git" for p in dest.iterdir()) and not (dest / MARKER).is_file():
+        raise CourseError(f"{dest} is not empty and holds no edition ({MARKER} missing); "
+                          "choose a new or empty folder")
+
+
+def _prepare(dest: Path) -> None:
+    """Empty ``dest`` for a new edition, keeping .git (and a .venv set up inside it)."""
+    _refuse_foreign(dest)
     if dest.is_dir():
-        content = [p for p in dest.iterdir() if p.name != ".git"]
-        if content and not (dest / MARKER).is_file():
-            raise CourseError(f"{dest} is not empty and holds no edition ({MARKER} missing); "
-                              "choose a new or empty folder")
-        for path in content:
+        for path in [p for p in dest.iterdir() if p.name != ".git"]:
             if path.name == ".venv":
                 continue  # a student's environment inside a test copy: not part of the edition
             shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
@@ -520,6 +541,8 @@ def publish(course: Course, dest: str | Path, make_zip: bool = False, check: boo
     if course.root in (dest, *dest.parents):
         raise CourseError(f"{dest} is inside the course repository; publish to a folder outside it "
                           "(students must never get the repository)")
+    if not check:
+        _refuse_foreign(dest)
     files = edition_files(course)
     report = PublishReport(dest, files=len(files), bytes=sum(len(b) for b in files.values()))
     if not edition_config(course)["location"]:
