@@ -332,3 +332,25 @@ def test_edition_sets_up_and_validates_on_its_own(course, edition, tmp_path):
     finally:
         os.killpg(lab.pid, signal.SIGTERM)
         lab.wait(timeout=60)
+
+
+def test_edition_nbgrader_config_wires_the_validate_button(edition):
+    from nbgrader.apps import NbGrader
+
+    from dlcourse.validate import name_cells_for_validate_button
+
+    app = NbGrader()
+    app.config_file_paths.append([str(edition)])
+    app.load_config_file()
+    assert app.config.Execute.on_notebook_start is name_cells_for_validate_button
+    assert app.config.Execute.on_cell_complete is name_cells_for_validate_button
+
+
+@pytest.mark.parametrize("line, trivial", [
+    ("import numpy as np", True), ("for t in range(steps):", True), ("inputs = keras.Input(x_train.shape[1:])", True),
+    ("HANDIN.check()", False), ("SIGMOID.check(sigmoid)", False), ("h_t = sigmoid(z_o) * np.tanh(c_t)", False),
+])
+def test_which_lines_are_too_common_to_count(line, trivial):
+    from dlcourse.publish import is_trivial
+
+    assert is_trivial(line) is trivial
