@@ -13,12 +13,15 @@ Two batches, each graded once per module with two workers:
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import nbformat
@@ -83,10 +86,28 @@ def _write(folder, student: str, nb_or_text, name: str) -> None:
 def tiny_batch(tmp_path_factory):
     root = tmp_path_factory.mktemp("hostile")
     course = tiny_course(root / "course")
+    (root / "ta_secret.txt").write_text("TA-ONLY")
+    server = socket.create_server(("127.0.0.1", 0))  # a service on the TA's loopback
+    server.settimeout(0.5)
+    hits = []
+
+    def serve() -> None:
+        while not stop.is_set():
+            with contextlib.suppress(OSError):
+                hits.append(server.accept())
+
+    stop = threading.Event()
+    threading.Thread(target=serve, daemon=True).start()
     probe = ("import os, socket\ntry:\n    socket.create_connection(('1.1.1.1', 53), timeout=3)\n"
              "    print('NETWORK open')\nexcept OSError:\n    print('NETWORK blocked')\n"
+             f"try:\n    socket.create_connection(('127.0.0.1', {server.getsockname()[1]}), timeout=3)\n"
+             "    print('LOOPBACK open')\nexcept OSError:\n    print('LOOPBACK blocked')\n"
              f"print('COURSE', 'visible' if os.path.exists({str(course.solutions)!r}) else 'hidden')\n"
-             f"print('HOME', 'visible' if os.path.exists({str(root)!r}) else 'hidden')")
+             f"print('HOME', 'visible' if os.path.exists({str(root)!r}) else 'hidden')\n"
+             f"try:\n    print('SECRET', open({str(root / 'ta_secret.txt')!r}).read())\n"
+             "except OSError:\n    print('SECRET hidden')\n"
+             f"try:\n    open({str(root / 'written_by_student.txt')!r}, 'w').write('x')\n    print('WRITE done')\n"
+             "except OSError:\n    print('WRITE blocked')\n")
     cases = {
         "good": tiny_submission(course),
         "wrong": tiny_submission(course, WRONG),
@@ -107,6 +128,9 @@ def tiny_batch(tmp_path_factory):
         _write(incoming, student, nb, "tiny.ipynb")
     originals = {p: p.read_bytes() for p in incoming.rglob("*") if p.is_file()}
     result = grade(course, "tiny", incoming, timeout=40, workers=2, memory_gb=1.5)
+    stop.set()
+    server.close()
+    (root / "loopback_connections.txt").write_text(str(len(hits)))
     return course, incoming, originals, {r.student: r for r in result.rows}
 
 
@@ -163,6 +187,10 @@ def test_submissions_are_confined(tiny_batch):
     nb = read_notebook(course.autograded / "escape" / "tiny" / "tiny.ipynb")
     text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
     assert "NETWORK blocked" in text and "COURSE hidden" in text and "HOME hidden" in text, text
+    assert "LOOPBACK blocked" in text and "SECRET hidden" in text and "WRITE blocked" in text, text
+    root = course.root.parent
+    assert (root / "loopback_connections.txt").read_text() == "0", "the TA's loopback server was reached"
+    assert not (root / "written_by_student.txt").exists()
 
 
 def test_originals_untouched_and_regrading_is_idempotent(tiny_batch):
