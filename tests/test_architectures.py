@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from dlcourse import architectures as arch
@@ -193,3 +195,18 @@ def test_multiply_adds_separable(keras) -> None:
     m = keras.Sequential([keras.Input((8, 8, 4)),
                           keras.layers.SeparableConv2D(6, 3, padding="same")])
     assert arch.multiply_adds(m) == 8 * 8 * (4 * 9 + 4 * 6)
+
+
+def test_recap_cnn(keras) -> None:
+    model = arch.recap_cnn((64, 64, 1), 4)
+    assert model.count_params() == 406_532  # lecture 1 prints it
+    assert tuple(model.layers[-1].output.shape) == (None, 4)
+
+
+def test_googlenet_table_is_consistent() -> None:
+    """Each module's output channels (1x1 + 3x3 + 5x5 + pool proj) feed the next module."""
+    modules = list(arch.GOOGLENET_INCEPTION_MODULES.values())
+    for (_, f), (c_next, _) in itertools.pairwise(modules):
+        assert f[0] + f[2] + f[4] + f[5] == c_next
+    last = modules[-1][1]
+    assert last[0] + last[2] + last[4] + last[5] == 1024

@@ -98,7 +98,10 @@ def test_layer_graph_resnet(keras) -> None:
 
 def test_dense_connectivity() -> None:
     text = _texts(_check(figures.plot_dense_connectivity(4, 32, 64)))
-    assert "224 ch" in text and "15 connections" in text
+    # layer i reads 64 + (i - 1) * 32 channels; the block ends with 64 + 4 * 32
+    for label in ("layer 1\n64 ch in", "layer 4\n160 ch in", "output\n192 ch"):
+        assert label in text
+    assert "224 ch" not in text and "15 connections" in text
 
 
 def test_unet_feature_maps() -> None:
@@ -113,6 +116,22 @@ def test_curves_and_comparisons() -> None:
     fig = _check(figures.plot_complexity_vs_accuracy([1e6, 1e8], [70.0, 75.0], ["a", "b"],
                                                      multiply_adds=[1e9, 2e9]))
     assert "a" in _texts(fig)
+    fig = _check(figures.plot_complexity_vs_accuracy(
+        [1e6, 1.1e6, 1e8], [70.0, 70.1, 75.0], ["first", "second", "third"],
+        multiply_adds=[1e9, 1e9, 2e9], evaluation=["10-crop", "single crop", "single crop"]))
+    text = _texts(fig)
+    assert "10-crop evaluation" in text and "single crop evaluation" in text
+    assert "5 G multiply-adds" in text  # a legend for the marker area
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    boxes = [t.get_window_extent(renderer) for t in fig.axes[0].texts]
+    assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
+    fig = _check(figures.plot_curves({"plain": [0.0, 1e-3, 1.0]}, "layer", "g", logy=True))
+    assert "plain: exactly 0 (1 points)" in _texts(fig)
+    fig = _check(figures.plot_runs({"a": [[1, 0.5], [1.2, 0.4]], "b": [[1, 0.9], [1, 0.8]]},
+                                   "epoch", "loss"))
+    assert "a (mean of 2 seeds)" in _texts(fig)
     fig = _check(figures.plot_cost_comparison([16, 32], [1e9, 4e9], [1e7, 2e7]))
     assert "100x" in _texts(fig)
     fig = _check(figures.plot_memory_growth([32, 64], [1e6, 4e6], [3e7, 2.4e8],
@@ -130,3 +149,28 @@ def test_images_and_patches() -> None:
     assert f"label: {names[masks[0][5, 5]]}" in _texts(fig)
     fig = _check(figures.plot_connectivity(rng.random((100, 100))))
     assert "10,000 weights" in _texts(fig) and "121 weights" in _texts(fig)
+    assert "1x1 pixel" in _texts(fig)  # the single pixel is pointed out
+
+
+def test_patch_boxes_take_their_label_colour() -> None:
+    from matplotlib.colors import to_hex
+
+    image = np.zeros((32, 32), "float32")
+    mask = np.zeros((32, 32), int)
+    mask[10:20, 10:20] = 1
+    names = ("background", "left ventricle")
+    fig = _check(figures.plot_patches(image, mask, [(15, 15), (2, 2)], 11, names))
+    boxes = [p for p in fig.axes[0].patches]
+    assert to_hex(boxes[0].get_edgecolor()) == figures.CLASS_COLOURS[1]
+    assert to_hex(boxes[1].get_edgecolor()) != figures.CLASS_COLOURS[1]
+    assert "zero" in _texts(fig)
+
+
+def test_slice_probabilities_and_volume_views() -> None:
+    probs = np.eye(4)[[1, 1, 2, 2, 3, 0]].astype(float)
+    labels = np.array([1, 1, 2, 2, 3, 0])
+    fig = _check(figures.plot_slice_probabilities(probs, labels, ("none", "a", "b", "c")))
+    assert len(fig.axes) == 3
+    vol = np.zeros((4, 8, 8), "float32")
+    fig = _check(figures.plot_volume_views({"v": (vol, (5.0, 1.0, 1.0))}))
+    assert "v: along the slices" in _texts(fig)

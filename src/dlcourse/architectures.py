@@ -21,6 +21,7 @@ if TYPE_CHECKING:  # keras is imported lazily: importing this module stays cheap
 
 __all__ = [
     "DILATED_NETWORK",
+    "GOOGLENET_INCEPTION_MODULES",
     "IMAGENET_RESULTS",
     "LayerRow",
     "LayerSpec",
@@ -36,6 +37,7 @@ __all__ = [
     "layer_table",
     "lenet5",
     "multiply_adds",
+    "recap_cnn",
     "receptive_fields",
     "receptive_fields_of_model",
     "sliding_window_cost",
@@ -274,6 +276,28 @@ def lenet5(input_shape: tuple[int, int, int] = (32, 32, 1), classes: int = 10) -
     ], name="lenet5")
 
 
+def recap_cnn(input_shape: tuple[int, int, int] = (64, 64, 1), classes: int = 4) -> keras.Model:
+    """The three-part CNN of the recap (convolution, subsampling, dense), for CT slices in HU.
+
+    Lecture 1 trains it to introduce the recipe; lecture 5 trains it again for
+    the closing demo, so both use this one definition.
+    """
+    import keras
+
+    layers = keras.layers
+    return keras.Sequential([
+        keras.Input(input_shape),
+        layers.Rescaling(1 / 1000),               # Hounsfield units to roughly [-1, 1]
+        layers.Conv2D(16, 3, activation="relu"),  # convolution -> 16 feature maps
+        layers.MaxPooling2D(2),                   # subsampling
+        layers.Conv2D(32, 3, activation="relu"),
+        layers.MaxPooling2D(2),
+        layers.Flatten(),
+        layers.Dense(64, activation="relu"),      # fully connected classifier
+        layers.Dense(classes, activation="softmax"),
+    ], name="recap_cnn")
+
+
 def alexnet(input_shape: tuple[int, int, int] = (227, 227, 3), classes: int = 1000) -> keras.Model:
     """AlexNet (Krizhevsky et al., 2012) as one tower, for its parameter count.
 
@@ -301,6 +325,26 @@ def alexnet(input_shape: tuple[int, int, int] = (227, 227, 3), classes: int = 10
         layers.Dense(4096, activation="relu", name="fc7"),
         layers.Dense(classes, activation="softmax", name="fc8"),
     ], name="alexnet")
+
+
+# --------------------------------------------------------------------------
+# GoogLeNet's table
+# --------------------------------------------------------------------------
+
+#: The nine inception modules of GoogLeNet (Szegedy et al., "Going deeper with
+#: convolutions", CVPR 2015, Table 1): name -> (input channels, filters), with
+#: filters in the table's order (1x1, 3x3 reduce, 3x3, 5x5 reduce, 5x5, pool proj).
+GOOGLENET_INCEPTION_MODULES: dict[str, tuple[int, tuple[int, int, int, int, int, int]]] = {
+    "3a": (192, (64, 96, 128, 16, 32, 32)),
+    "3b": (256, (128, 128, 192, 32, 96, 64)),
+    "4a": (480, (192, 96, 208, 16, 48, 64)),
+    "4b": (512, (160, 112, 224, 24, 64, 64)),
+    "4c": (512, (128, 128, 256, 24, 64, 64)),
+    "4d": (512, (112, 144, 288, 32, 64, 64)),
+    "4e": (528, (256, 160, 320, 32, 128, 128)),
+    "5a": (832, (256, 160, 320, 32, 128, 128)),
+    "5b": (832, (384, 192, 384, 48, 128, 128)),
+}
 
 
 # --------------------------------------------------------------------------

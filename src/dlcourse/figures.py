@@ -37,8 +37,11 @@ __all__ = [
     "plot_patches",
     "plot_receptive_field_1d",
     "plot_receptive_field_2d",
+    "plot_runs",
+    "plot_slice_probabilities",
     "plot_unet_feature_maps",
     "plot_unrolled_rnn",
+    "plot_volume_views",
 ]
 
 #: Overlay colours for label maps: background (transparent), then one per class.
@@ -98,6 +101,12 @@ def plot_connectivity(image: np.ndarray, kernel_sizes: Sequence[int | None] = (N
             ax.add_patch(
                 patches.Rectangle((x0 - 0.5, y0 - 0.5), k, k, fill=True, alpha=0.6, color="C1")
             )
+            if k < max(h, w) / 20:  # too small to see at this scale: ring it and point at it
+                ax.add_patch(patches.Circle((w // 2, h // 2), radius=max(h, w) / 14, fill=False,
+                                            color="C1", lw=2))
+                ax.annotate(f"{k}x{k} pixel{'s' if k > 1 else ''}", (w // 2, h // 2 - max(h, w) / 14),
+                            xytext=(w // 2, h * 0.08), ha="center", fontsize=8, color="C1",
+                            arrowprops={"arrowstyle": "->", "color": "C1"})
             ax.set_title(f"{k}x{k} kernel\n{k * k:,} weight{'s' if k > 1 else ''}, shared", fontsize=9)
     return _done(fig)
 
@@ -119,16 +128,23 @@ def plot_patches(
                    vmin=0, vmax=len(class_names) - 1, interpolation="nearest")
     axes[0].set_title("image and labels", fontsize=9)
     for i, (r, c) in enumerate(centres):
-        colour = f"C{i}"
+        # each box takes the overlay colour of its label (background, transparent in the
+        # overlay, gets yellow), so a red box is always a left-ventricle patch
+        label = int(mask[r, c])
+        colour = CLASS_COLOURS[label] if label > 0 else "#ffd700"
         axes[0].add_patch(patches.Rectangle((c - half, r - half), patch_size, patch_size,
                                             fill=False, color=colour, lw=1.5))
         axes[0].plot(c, r, "+", color=colour)
         axes[i + 1].imshow(padded[r:r + patch_size, c:c + patch_size], cmap="gray")
         axes[i + 1].plot(half, half, "+", color=colour, ms=12, mew=2)
-        axes[i + 1].set_title(f"label: {class_names[int(mask[r, c])]}", fontsize=9, color=colour)
+        axes[i + 1].set_title(f"label: {class_names[label]}", fontsize=9, color=colour)
     for ax in axes:
         ax.set_axis_off()
-    return _done(fig)
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    fig.text(0.5, 0.02, "patches that reach past the image border are padded with zeros (black)",
+             ha="center", fontsize=8, color="0.3")
+    plt.close(fig)
+    return fig
 
 
 # --------------------------------------------------------------------------
@@ -146,12 +162,23 @@ def plot_curves(
 ) -> Figure:
     """Several named curves on one axis (training losses, gradient sizes, ...)."""
     fig, ax = plt.subplots(figsize=(5.5, 3.4))
+    zeros: list[tuple[np.ndarray, str]] = []
     for name, values in curves.items():
-        xs = np.arange(1, len(values) + 1) if x is None else x
+        xs = np.arange(1, len(values) + 1) if x is None else np.asarray(x)
+        values = np.asarray(values, dtype=float)
+        if logy and (values <= 0).any():
+            # a log axis cannot show 0 (e.g. a gradient that underflowed in float32):
+            # draw those points as triangles on the bottom edge instead of dropping them
+            zeros.append((xs[values <= 0], name))
+            values = np.where(values > 0, values, np.nan)
         ax.plot(xs, values, marker="o", ms=3, label=name)
     ax.set(xlabel=xlabel, ylabel=ylabel)
     if logy:
         ax.set_yscale("log")
+        for i, (xs0, name) in enumerate(zeros):
+            ax.plot(xs0, np.full(len(xs0), ax.get_ylim()[0]), "v", color=f"C{list(curves).index(name)}",
+                    ms=6, clip_on=False, label=f"{name}: exactly 0 ({len(xs0)} points)",
+                    zorder=3 + i)
     if title:
         ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
@@ -164,24 +191,121 @@ def plot_complexity_vs_accuracy(
     top1: Sequence[float],
     labels: Sequence[str],
     multiply_adds: Sequence[float] | None = None,
+    evaluation: Sequence[str] | None = None,
 ) -> Figure:
-    """Top-1 accuracy against parameter count; marker area from multiply-adds if given."""
-    fig, ax = plt.subplots(figsize=(7, 4.2))
+    """Top-1 accuracy against parameter count; marker area from multiply-adds if given.
+
+    ``evaluation`` (e.g. "10-crop", "single crop") gives each protocol its own
+    marker, because ten-crop testing adds about a point of accuracy and the
+    points are not comparable across protocols. Labels are placed greedily
+    where they overlap neither another label nor a marker.
+    """
+    from matplotlib.lines import Line2D
+
+    fig, ax = plt.subplots(figsize=(8, 4.8))
     params_m = np.asarray(params, dtype=float) / 1e6
-    sizes = 40 if multiply_adds is None else 15 + 25 * np.asarray(multiply_adds, float) / 1e9
-    ax.scatter(params_m, top1, s=sizes, alpha=0.6, color="C0", edgecolor="k")
-    placed: list[tuple[float, float]] = []
-    for p, a, name in sorted(zip(params_m, top1, labels, strict=True)):
-        # move a label below its marker when it would overlap one placed before
-        crowded = any(abs(np.log10(p / q)) < 0.2 and abs(a - b) < 0.6 for q, b in placed)
-        ax.annotate(name, (p, a), xytext=(5, -10 if crowded else 3), textcoords="offset points",
-                    fontsize=8)
-        placed.append((p, a))
+    top1 = np.asarray(top1, dtype=float)
+    gmacs = None if multiply_adds is None else np.asarray(multiply_adds, float) / 1e9
+
+    def area(g: np.ndarray | float) -> np.ndarray | float:
+        return 15 + 25 * g
+
+    sizes = 40 if gmacs is None else area(gmacs)
+    protocols = list(dict.fromkeys(evaluation)) if evaluation is not None else [None]
+    markers = dict(zip(protocols, ("o", "s", "D", "^"), strict=False))
+    for k, proto in enumerate(protocols):
+        keep = np.ones(len(params_m), bool) if proto is None else np.array(
+            [e == proto for e in evaluation])  # type: ignore[union-attr]
+        ax.scatter(params_m[keep], top1[keep], s=np.broadcast_to(sizes, params_m.shape)[keep],
+                   alpha=0.6, color=f"C{k}", edgecolor="k", marker=markers[proto],
+                   label=None if proto is None else f"{proto} evaluation")
     ax.set_xscale("log")
+    ax.set_xlim(params_m.min() / 1.6, params_m.max() * 2.2)
+    ax.set_ylim(top1.min() - 1.5, top1.max() + 1.5)
     ax.set(xlabel="parameters (millions, log scale)", ylabel="ImageNet top-1 accuracy (%)")
-    if multiply_adds is not None:
-        ax.set_title("marker area: multiply-adds per image at the model's input size", fontsize=9)
     ax.grid(alpha=0.3, which="both")
+
+    # greedy label placement in display coordinates
+    if not hasattr(fig.canvas, "get_renderer"):  # a canvas without a renderer: draw with Agg
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+        FigureCanvasAgg(fig)
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()  # type: ignore[attr-defined]
+    taken = []
+    for (px, py) in ax.transData.transform(np.column_stack([params_m, top1])):
+        taken.append(_bbox(px - 6, py - 6, px + 6, py + 6))
+    offsets = [(6, 4), (6, -12), (-6, 4), (-6, -12), (8, -4), (-8, -4), (0, 10), (0, -16),
+               (14, 12), (14, -20), (-14, 12), (-14, -20)]
+    order = np.argsort(-top1)
+    for i in order:
+        for dx, dy in offsets:
+            text = ax.annotate(labels[i], (params_m[i], top1[i]), xytext=(dx, dy),
+                               textcoords="offset points", fontsize=8,
+                               ha="left" if dx >= 0 else "right")
+            box = text.get_window_extent(renderer)
+            if not any(box.overlaps(t) for t in taken):
+                taken.append(box)
+                break
+            text.remove()
+        else:  # no free spot: accept the first one
+            text = ax.annotate(labels[i], (params_m[i], top1[i]), xytext=offsets[0],
+                               textcoords="offset points", fontsize=8)
+            taken.append(text.get_window_extent(renderer))
+
+    handles: list[Any] = []
+    names: list[str] = []
+    for k, proto in enumerate(protocols):
+        if proto is not None:
+            handles.append(Line2D([], [], ls="", marker=markers[proto], color=f"C{k}", mec="k",
+                                  alpha=0.6, markersize=7))
+            names.append(f"{proto} evaluation")
+    if gmacs is not None:
+        for g in (1, 5, 15):
+            handles.append(Line2D([], [], ls="", marker="o", color="0.6", mec="k",
+                                  markersize=float(np.sqrt(area(g)))))
+            names.append(f"{g} G multiply-adds")
+        ax.set_title("marker area: multiply-adds per image at the model's input size", fontsize=9)
+    if handles:
+        ax.legend(handles, names, fontsize=7, loc="upper left", labelspacing=1.0)
+    return _done(fig)
+
+
+def _bbox(x0: float, y0: float, x1: float, y1: float) -> Any:
+    """A display-space box (for label placement)."""
+    from matplotlib.transforms import Bbox
+
+    return Bbox([[x0, y0], [x1, y1]])
+
+
+def plot_runs(
+    runs: Mapping[str, Sequence[Sequence[float]]],
+    xlabel: str,
+    ylabel: str,
+    title: str | None = None,
+    logy: bool = False,
+    styles: Mapping[str, str] | None = None,
+) -> Figure:
+    """Curves repeated over seeds: the mean as a line, the min-max range shaded.
+
+    One run is no evidence that one model beats another; showing every seed's
+    range makes the spread visible next to the difference.
+    """
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    for k, (name, curves) in enumerate(runs.items()):
+        arr = np.asarray(curves, dtype=float)
+        xs = np.arange(1, arr.shape[1] + 1)
+        colour = f"C{k}"
+        ls = (styles or {}).get(name, "-")
+        ax.plot(xs, arr.mean(0), ls, marker="o", ms=3, color=colour,
+                label=f"{name} (mean of {len(arr)} seeds)")
+        ax.fill_between(xs, arr.min(0), arr.max(0), color=colour, alpha=0.2, lw=0)
+    ax.set(xlabel=xlabel, ylabel=ylabel)
+    if logy:
+        ax.set_yscale("log")
+    ax.set_title((title + "\n" if title else "") + "shaded: range over seeds", fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
     return _done(fig)
 
 
@@ -443,7 +567,11 @@ def plot_dense_connectivity(num_layers: int = 4, growth_rate: int = 32, channels
     xs = np.arange(num_layers + 2) * 1.9
     names = ["input"] + [f"layer {i}" for i in range(1, num_layers + 1)] + ["output"]
     for i, (x, name) in enumerate(zip(xs, names, strict=True)):
-        c = channels_in + i * growth_rate
+        # layer i reads the block input and the i - 1 earlier outputs; the output box
+        # holds the block input and all num_layers outputs
+        c = channels_in + max(i - 1, 0) * growth_rate
+        if i == num_layers + 1:
+            c = channels_in + num_layers * growth_rate
         text = f"{name}\n{c} ch in" if 0 < i <= num_layers else f"{name}\n{c} ch"
         ax.text(x, 0, text, ha="center", va="center", fontsize=8,
                 bbox={"boxstyle": "round,pad=0.4", "fc": "#dbe9f6" if 0 < i <= num_layers
@@ -643,4 +771,65 @@ def plot_unet_feature_maps(maps: Sequence[tuple[str, tuple[int, ...], int]]) -> 
     ax.set_xlim(-0.7, len(maps) - 0.3)
     ax.set_ylim(-depth * 1.1 - 1.1, 0.7)
     ax.set_axis_off()
+    return _done(fig)
+
+
+# --------------------------------------------------------------------------
+# Localisation along a scan from per-slice predictions
+# --------------------------------------------------------------------------
+
+
+def plot_slice_probabilities(
+    probs: np.ndarray,
+    labels: np.ndarray,
+    class_names: Sequence[str],
+    organs: Sequence[int] | None = None,
+) -> Figure:
+    """Per-slice class probabilities along a scan, with the true extent of each organ.
+
+    ``probs`` is ``(slices, classes)`` in scan order (head first), ``labels``
+    the true class per slice. Each organ gets a row: its probability curve and,
+    shaded, the slices that truly show it; the predicted extent is the run of
+    slices where that organ has the highest probability.
+    """
+    organs = list(range(1, len(class_names))) if organs is None else list(organs)
+    z = np.arange(len(labels))
+    fig, axes = plt.subplots(len(organs), 1, figsize=(7, 1.3 * len(organs) + 0.6), sharex=True,
+                             squeeze=False)
+    predicted = probs.argmax(1)
+    for ax, organ in zip(axes[:, 0], organs, strict=True):
+        colour = CLASS_COLOURS[organ] if organ < len(CLASS_COLOURS) else f"C{organ}"
+        ax.fill_between(z, 0, 1, where=labels == organ, step="mid", color="0.85",
+                        label="slices that show it")
+        ax.plot(z, probs[:, organ], color=colour, lw=1.5, label="predicted probability")
+        hits = z[predicted == organ]
+        ax.plot(hits, np.full(hits.shape, 1.06), "|", color="k", ms=6, clip_on=False,
+                label="highest-scoring class")
+        ax.set_ylim(0, 1)
+        ax.set_ylabel(class_names[organ], fontsize=9)
+    axes[0, 0].legend(fontsize=7, loc="upper right", ncol=3, bbox_to_anchor=(1, 1.6))
+    axes[-1, 0].set_xlabel("slice position along the scan (head to feet)")
+    return _done(fig)
+
+
+def plot_volume_views(volumes: Mapping[str, tuple[np.ndarray, tuple[float, float, float]]]) -> Figure:
+    """In-plane and through-plane views of volumes drawn at their true voxel spacing.
+
+    ``volumes`` maps a name to ``(volume (z, y, x), spacing (z, y, x) in mm)``.
+    Each volume gets its middle axial slice and its middle sagittal reformat,
+    both with extents in millimetres, so thick slices show as steps.
+    """
+    fig, axes = plt.subplots(len(volumes), 2, figsize=(6, 3 * len(volumes)), squeeze=False)
+    for row, (name, (vol, (dz, dy, dx))) in zip(axes, volumes.items(), strict=True):
+        nz, ny, nx = vol.shape
+        row[0].imshow(vol[nz // 2], cmap="gray", interpolation="nearest",
+                      extent=(0, nx * dx, ny * dy, 0))
+        row[0].set_title(f"{name}: in-plane slice", fontsize=9)
+        row[1].imshow(vol[:, :, nx // 2], cmap="gray", interpolation="nearest",
+                      extent=(0, ny * dy, nz * dz, 0))
+        row[1].set_title(f"{name}: along the slices", fontsize=9)
+        for ax in row:
+            ax.set_xlabel("mm", fontsize=8)
+            ax.set_ylabel("mm", fontsize=8)
+            ax.tick_params(labelsize=7)
     return _done(fig)
