@@ -354,3 +354,27 @@ def test_which_lines_are_too_common_to_count(line, trivial):
     from dlcourse.publish import is_trivial
 
     assert is_trivial(line) is trivial
+
+
+def test_relative_links_of_the_edition_notebooks_resolve(edition):
+    import re
+
+    for nb in list((edition / "lectures").glob("*.ipynb")) + list((edition / "assignments").glob("*/*.ipynb")):
+        for target in re.findall(r"\]\((\.{1,2}/[^)#\s]+)\)", nb.read_text()):
+            assert (nb.parent / target).exists(), f"{nb.name} links to {target}, absent from the edition"
+
+
+def test_publish_fails_and_writes_no_zip_when_the_edition_leaks(course, tmp_path, monkeypatch):
+    import dlcourse.publish as publish_module
+
+    real = publish_module.edition_files
+
+    def leaking(c):
+        files = real(c)
+        files["data/extra.npz"] = (REPO / "solutions" / "unet" / "hidden_cardiac_test.npz").read_bytes()
+        return files
+
+    monkeypatch.setattr(publish_module, "edition_files", leaking)
+    report = publish(course, tmp_path / "edition", make_zip=True)
+    assert report.leaks == ["data/extra.npz: copy of solutions/unet/hidden_cardiac_test.npz"]
+    assert report.zip_path is None and not (tmp_path / "edition.zip").exists()
