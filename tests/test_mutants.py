@@ -2,13 +2,17 @@
 
 All implementations run through the notebook's own test cells in one kernel;
 a batched sample (one submission carrying one mutant per grade_id) also goes
-through real nbgrader autograding.
+through real nbgrader autograding, by `course grade` and by plain whole-class
+`nbgrader autograde`.
 """
 
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 from collections import Counter
+from pathlib import Path
 
 import nbformat
 import pytest
@@ -51,9 +55,39 @@ def test_every_implementation_gets_what_it_deserves(repo_course, assignment):
     assert not problems, "\n".join(problems)
 
 
+def _place(folder: Path, assignment: str, nb, handins: list[Path]) -> None:
+    """A submission: the notebook and the hand-in files, in ``folder``."""
+    folder.mkdir(parents=True)
+    nbformat.write(nb, folder / f"{assignment}.ipynb")
+    for path in handins:
+        shutil.copyfile(path, folder / path.name)
+
+
+def _plain_nbgrader_scores(course, assignment: str) -> dict[str, dict[str, float | None]]:
+    """`nbgrader generate_assignment` and whole-class `nbgrader autograde`, as nbgrader's docs teach."""
+    from nbgrader.api import Gradebook
+
+    from dlcourse import nbgrader_api
+
+    for args in (["generate_assignment", assignment, "--force"], ["autograde", assignment, "--create"]):
+        proc = subprocess.run([sys.executable, "-m", "nbgrader", *args], cwd=course.root, capture_output=True,
+                              text=True, timeout=1800)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    scores = {}
+    with Gradebook(nbgrader_api.load_config(course).CourseDirectory.db_url) as gb:
+        for submission in gb.find_assignment(assignment).submissions:
+            notebook = gb.find_submission_notebook(assignment, assignment, submission.student.id)
+            scores[submission.student.id] = {g.name: (g.auto_score if g.auto_score is not None else None)
+                                             for g in notebook.grades}
+    return scores
+
+
 @pytest.mark.parametrize("assignment", ASSIGNMENTS)
-def test_batched_mutants_through_nbgrader(repo_course, assignment, tmp_path):
-    """One submission with the first mutant of every grade_id, autograded for real."""
+def test_one_wrong_function_per_grade_id_through_nbgrader(repo_course, assignment, tmp_path):
+    """One submission with the first mutant of every grade_id, the solution's other functions
+    calling the wrong ones: each mistake costs marks on its own grade_id only, through
+    `course grade` and through plain nbgrader for the whole class, and both give the same
+    scores; two perfect submissions get every automatic point from whole-class nbgrader."""
     module = load_catalogue_module(catalogue_path(repo_course, assignment))
     first = {}
     for impl in module.IMPLEMENTATIONS:
@@ -62,24 +96,31 @@ def test_batched_mutants_through_nbgrader(repo_course, assignment, tmp_path):
     source = read_notebook(repo_course.source_notebook(assignment))
     perfect = fill_solutions(read_notebook(repo_course.release_notebook(assignment)), source)
     mutated = replace_cell_sources(perfect, {g: i.source for g, i in first.items()})
-    incoming = tmp_path / "incoming"
-    for student, nb in (("mutants", mutated), ("perfect", perfect)):
-        (incoming / student).mkdir(parents=True)
-        nbformat.write(nb, incoming / student / f"{assignment}.ipynb")
-        for path in reference_handins(repo_course, assignment):
-            shutil.copyfile(path, incoming / student / path.name)
-    course = scratch_course(repo_course, tmp_path / "course")
-    rows = {r.student: r for r in grade(course, assignment, incoming, timeout=900).rows}
+    handins = reference_handins(repo_course, assignment)
     points = {gid: nbgrader_meta(c).get("points", 0) for c in source.cells
               if (gid := nbgrader_meta(c).get("grade_id")) and nbgrader_meta(c).get("grade")}
-    for gid, impl in first.items():
-        own = own_tests(gid, rows["mutants"].questions)
-        lost = sum(points[t] - (rows["mutants"].questions[t] or 0) for t in own)
-        assert lost > 0, f"mutant {impl.name!r} kept every point of {gid}"
-    mutated_or_dependent = set(first) | {g for g, deps in module.DEPENDS_ON.items() if deps & set(first)}
-    for test, score in rows["mutants"].questions.items():
-        if score is not None and not any(test in own_tests(g, [test]) for g in mutated_or_dependent):
-            assert score == points[test], f"{test} lost points although its function is correct"
-    for test, score in rows["perfect"].questions.items():
-        if score is not None:
-            assert score == points[test], f"perfect submission lost points in {test}"
+    automatic = {gid for gid, c in ((nbgrader_meta(c).get("grade_id"), c) for c in source.cells)
+                 if nbgrader_meta(c).get("grade") and not nbgrader_meta(c).get("solution")}
+    built_on = {g for g, deps in module.DEPENDS_ON.items() if deps & set(first)}
+
+    incoming = tmp_path / "incoming"
+    _place(incoming / "mutants", assignment, mutated, handins)
+    course = scratch_course(repo_course, tmp_path / "course")
+    graded = {r.student: r for r in grade(course, assignment, incoming, timeout=900).rows}["mutants"].questions
+
+    plain_course = scratch_course(repo_course, tmp_path / "plain")
+    for student, nb in (("mutants", mutated), ("perfect_a", perfect), ("perfect_b", perfect)):
+        _place(plain_course.submitted / student / assignment, assignment, nb, handins)
+    plain = _plain_nbgrader_scores(plain_course, assignment)
+
+    for name, scores in (("course grade", graded), ("plain nbgrader", plain["mutants"])):
+        for gid, impl in first.items():
+            lost = sum(points[t] - (scores[t] or 0) for t in own_tests(gid, scores))
+            assert lost > 0, f"{name}: mutant {impl.name!r} kept every point of {gid}"
+        for test in automatic:
+            if not any(test in own_tests(g, [test]) for g in set(first) | built_on):
+                assert scores[test] == points[test], f"{name}: {test} lost points although its function is correct"
+    assert {t: graded[t] for t in automatic} == {t: plain["mutants"][t] for t in automatic}
+    for student in ("perfect_a", "perfect_b"):
+        lost = {t: plain[student][t] for t in automatic if plain[student][t] != points[t]}
+        assert not lost, f"whole-class nbgrader: {student} lost points in {lost}"
