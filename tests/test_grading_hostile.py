@@ -215,8 +215,8 @@ def inception_batch(repo_course, tmp_path_factory):
     perfect = read_notebook(submissions_dir(repo_course, "inception") / "perfect" / "inception.ipynb")
     wrong_source = (repo_course.root / "examples/inception/partly_wrong/inception_module.py").read_text()
     wrong = replace_cell_sources(perfect, {"inception_module": wrong_source})
-    patch_library = ("import dlcourse.grading.models as _m\nimport numpy as np\n"
-                     "_m.assert_matches = lambda *args, **kwargs: 0.0\nnp.allclose = lambda *a, **k: True")
+    patch_library = ("import dlcourse.grading.spec as _s\nimport numpy as np\n"
+                     "_s.assert_matches = lambda *args, **kwargs: 0.0\nnp.allclose = lambda *a, **k: True")
     swallow = "get_ipython().set_custom_exc((BaseException,), lambda *args, **kwargs: None)"
     peek = "import numpy as np\nprint(len(np.load('hidden_inception_refs.npz').files))"
     cases = {
@@ -261,7 +261,7 @@ def test_feedback_holds_no_hidden_tests(inception_batch):
     folder = course.feedback / "patched" / "inception"
     html = (folder / "inception.html").read_text()
     assert "hidden tests: they ran" in html
-    for secret in ("BEGIN HIDDEN TESTS", "check_inception_module", "check_accuracy", "hidden_ct_test",
+    for secret in ("BEGIN HIDDEN TESTS", "INCEPTION_MODULE.check", "HANDIN.check", "hidden_ct_test",
                    "load_cases"):
         assert secret not in html, secret
     assert not [p.name for p in folder.iterdir() if p.name.startswith("hidden_")]

@@ -20,7 +20,7 @@ GUARDED_ROOTS = {"np", "numpy", "keras", "tf", "tensorflow", "dlcourse", "builti
                  "math", "sys", "os", "IPython", "nbgrader", "unittest", "pytest", "jax", "torch"}
 #: Names whose rebinding in a student's cell replaces a check.
 GUARDED_NAMES = {"allclose", "isclose", "array_equal", "assert_allclose", "assert_array_equal",
-                 "assert_matches", "relative_error", "check_accuracy", "load_cases", "GradingFailure",
+                 "assert_matches", "relative_error", "load_cases", "GradingFailure", "FunctionSpec",
                  "AssertionError", "print", "open", "exec", "eval", "__import__"}
 #: Calls that take over error handling or patch objects.
 GUARDED_CALLS = {"set_custom_exc", "setattr", "delattr", "patch", "register", "excepthook"}
