@@ -189,3 +189,48 @@ def test_each_assignment_is_linked() -> None:
     text = "\n".join(path.read_text(encoding="utf-8") for path in notebooks())
     for name in ASSIGNMENTS:
         assert f"../assignments/{name}/{name}.ipynb" in text
+
+
+# --------------------------------------------------------------------------
+# Exercises and data provenance
+# --------------------------------------------------------------------------
+
+
+def _is_hidden(cell: dict) -> bool:
+    meta = cell.get("metadata", {}).get("jupyter", {})
+    return bool(meta.get("source_hidden") or meta.get("outputs_hidden"))
+
+
+@pytest.mark.parametrize("path", notebooks(), ids=lambda p: p.name)
+def test_exercises_have_collapsed_answers(path: Path) -> None:
+    cells = load(path)["cells"]
+    exercises = [i for i, c in enumerate(cells)
+                 if c["cell_type"] == "markdown" and source(c).startswith("**Exercise.**")]
+    assert len(exercises) >= 3, "each lecture has exercises"
+    for i in exercises:
+        answer = cells[i + 1]
+        assert source(answer).startswith("**Answer.**"), source(cells[i])[:60]
+        assert _is_hidden(answer), "answers are collapsed (jupyter.source_hidden)"
+    answers = [c for c in cells if source(c).startswith("**Answer.**")]
+    assert len(answers) == len(exercises)
+
+
+@pytest.mark.parametrize("path", notebooks(), ids=lambda p: p.name)
+def test_no_placeholder_left(path: Path) -> None:
+    text = "\n".join(source(c) for c in load(path)["cells"])
+    assert "PLACEHOLDER" not in text
+
+
+@pytest.mark.parametrize("path", [p for p in notebooks() if not p.name.startswith("05")],
+                         ids=lambda p: p.name)
+def test_synthetic_data_is_named_where_it_first_appears(path: Path) -> None:
+    """The first markdown cell that introduces a bundled data set calls it synthetic and links
+    data/README.md."""
+    cells = load(path)["cells"]
+    text = "\n".join(source(c) for c in cells if c["cell_type"] == "markdown")
+    first_load = next(i for i, c in enumerate(cells)
+                      if c["cell_type"] == "code" and re.search(r"data\.load_\w+\(", source(c)))
+    before = "\n".join(source(c) for c in cells[:first_load] if c["cell_type"] == "markdown")
+    if "load_ct_slices" in source(cells[first_load]) or "load_cardiac" in source(cells[first_load]):
+        assert "synthetic" in before.lower(), "name the generated data before loading it"
+    assert "../data/README.md" in text
