@@ -93,7 +93,7 @@ from dlcourse.validate import name_cells_for_validate_button  # noqa: E402
 c.Execute.on_notebook_start = name_cells_for_validate_button
 c.Execute.on_cell_complete = name_cells_for_validate_button
 
-# --- JupyterLab panels: exchange (dlcourse.lab_exchange) ---
+# --- JupyterLab panels: exchange (dlcourse.lab_exchange); autograde kernel (dlcourse.kernel_sandbox) ---
 # Assignments go out and come back through the LMS, never through nbgrader's
 # exchange. Its panels (Assignment List, Course List, formgrader) still read it
 # on every visit: a per-user folder, created on first use, makes them answer
@@ -102,3 +102,13 @@ from dlcourse import lab_exchange  # noqa: E402
 
 c.Exchange.root = lab_exchange.personal_root()
 c.ExchangeFactory.list = lab_exchange.PersonalExchangeList
+
+# Plain `nbgrader autograde` and formgrader's Autograde button start the
+# student's kernel confined in bubblewrap (no network, no files of the TA's
+# outside the submission), as `course grade` does; validation keeps the
+# ordinary kernel. Keep this after the list of autograde preprocessors.
+from dlcourse import kernel_sandbox  # noqa: E402
+
+c.Autograde.autograde_preprocessors = kernel_sandbox.confine_autograde(
+    c.Autograde.autograde_preprocessors
+)

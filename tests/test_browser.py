@@ -89,10 +89,10 @@ def _jupyter_env(home: Path) -> dict[str, str]:
 class Lab:
     """A JupyterLab server on loopback, stopped (with its kernels) when the test ends."""
 
-    def __init__(self, root: Path, home: Path, log: Path) -> None:
+    def __init__(self, root: Path, home: Path, log: Path, env: dict[str, str] | None = None) -> None:
         self.root, self.home = root, home
         self.port, self.token = _free_port(), secrets.token_hex(16)
-        self.env = _jupyter_env(home)
+        self.env = {**_jupyter_env(home), **(env or {})}
         cmd = [str(BIN / "jupyter"), "lab", "--no-browser", f"--port={self.port}",
                "--ServerApp.ip=127.0.0.1", "--ServerApp.port_retries=0",
                f"--IdentityProvider.token={self.token}", f"--ServerApp.root_dir={root}"]
@@ -210,11 +210,12 @@ def browser(artifacts) -> Iterator[Browser]:
 
 
 @pytest.fixture
-def start_lab(artifacts, tmp_path) -> Iterator[Callable[[Path], Lab]]:
+def start_lab(artifacts, tmp_path) -> Iterator[Callable[..., Lab]]:
     servers: list[Lab] = []
 
-    def start(root: Path) -> Lab:
-        lab = Lab(root, tmp_path / f"jupyter-home-{len(servers)}", artifacts / f"server-{len(servers)}.log")
+    def start(root: Path, env: dict[str, str] | None = None) -> Lab:
+        lab = Lab(root, tmp_path / f"jupyter-home-{len(servers)}", artifacts / f"server-{len(servers)}.log",
+                  env)
         servers.append(lab)
         lab.wait_ready()
         return lab
@@ -453,3 +454,52 @@ def test_ta_grades_a_written_answer_in_formgrader(repo_course, tmp_path, browser
     (browser.artifacts / "grades.csv").write_text((course.grades / "grades.csv").read_text())
     (browser.artifacts / "gradebook.json").write_text(json.dumps(
         {"student": student, "manual_score": score, "comment": remark}))
+
+
+def test_formgrader_autograde_button_runs_the_kernel_confined(tmp_path, browser, start_lab):
+    """The TA's Autograde button grades with the student's kernel in bubblewrap, like course grade."""
+    from nbfactory import tiny_course, tiny_submission
+    from nbformat.v4 import new_code_cell
+    from nbgrader.api import Gradebook
+    from test_kernel_sandbox import PROBE, require_bubblewrap
+
+    require_bubblewrap()
+    course = tiny_course(tmp_path / "course")
+    ta_home = tmp_path / "ta-home"
+    ta_home.mkdir()
+    secret = ta_home / ".ssh-like-secret"
+    secret.write_text("ta-secret-" + secrets.token_hex(8))
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        submission = tiny_submission(course)
+        probe = new_code_cell(PROBE.format(secret=str(secret), gradebook=str(course.root / "gradebook.db"),
+                                           port=listener.getsockname()[1]))
+        probe.id = "probe"
+        submission.cells.insert(1, probe)
+        (course.submitted / "mallory" / "tiny").mkdir(parents=True)
+        nbformat.write(submission, course.submitted / "mallory" / "tiny" / "tiny.ipynb")
+        env = {**_jupyter_env(tmp_path / "ta"), "HOME": str(ta_home)}
+        subprocess.run([str(BIN / "nbgrader"), "generate_assignment", "tiny", "--force"], cwd=course.root,
+                       env=env, check=True, capture_output=True, timeout=300)
+
+        lab = start_lab(course.root, {"HOME": str(ta_home)})
+        browser.open_lab(lab)
+        driver = browser.driver
+        driver.get(f"{lab.url}/formgrader/manage_submissions/tiny")
+        button = browser.wait(lambda d: d.find_elements(By.CSS_SELECTOR, "td.autograde a"), 60,
+                              "formgrader's Autograde button")
+        browser.shot("manage-submissions")
+        button[0].click()
+        modal = browser.wait(lambda d: [m for m in d.find_elements(By.CSS_SELECTOR, ".modal")
+                                        if m.is_displayed() and m.text.strip()], 240, "the autograde result")[0]
+        browser.shot("autograde-result")
+        assert "Successfully autograded 'tiny' for student 'mallory'" in modal.text, modal.text
+
+    graded = nbformat.read(course.autograded / "mallory" / "tiny" / "tiny.ipynb", as_version=4)
+    output = "".join(o.get("text", "") for c in graded.cells if c.get("id") == "probe" for o in c.outputs)
+    assert "secret unreadable" in output and "ta-secret" not in output, output
+    assert "gradebook visible: False" in output, output
+    assert "network unreachable" in output, output
+    with Gradebook(f"sqlite:///{course.root / 'gradebook.db'}") as gb:
+        assert gb.find_submission("tiny", "mallory").code_score == 2
