@@ -26,6 +26,7 @@ from dlcourse.course import CONFIG_NAME, Course
 from dlcourse.errors import CourseError
 from dlcourse.nbgrader_plugins import handin_files, hidden_files
 from dlcourse.notebooks import read_notebook
+from dlcourse.runtime import GRADING_VARIABLE
 from dlcourse.tamper import restore_deleted_tests, scan_notebook
 from dlcourse.verify import Verdict, judge_outputs, verified_test_ids, write_challenge
 
@@ -36,7 +37,7 @@ QUIET_ENV = {
     # notice at import; grading wants neither.
     "TF_ENABLE_ONEDNN_OPTS": "0",
     "PYTHONWARNINGS": "ignore::DeprecationWarning",
-    "NBGRADER_EXECUTION": "autograde",
+    GRADING_VARIABLE: "autograde",
 }
 
 
