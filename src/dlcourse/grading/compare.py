@@ -13,6 +13,16 @@ class GradingFailure(AssertionError):
     """A test verdict: the student's output is wrong, and the message says how."""
 
 
+def call_student(what: str, fn: Callable, *args, **kwargs):
+    """Call the student's function; its exception becomes a verdict naming the call."""
+    try:
+        return fn(*args, **kwargs)
+    except GradingFailure:
+        raise
+    except Exception as exc:
+        raise GradingFailure(f"{what} raised {type(exc).__name__}: {exc}") from exc
+
+
 def assert_matches(
     got,
     expected,

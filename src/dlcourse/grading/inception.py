@@ -8,7 +8,7 @@ from functools import partial
 
 import numpy as np
 
-from dlcourse.grading.compare import GradingFailure
+from dlcourse.grading.compare import GradingFailure, call_student
 from dlcourse.grading.handin import accuracy, load_ct_test
 from dlcourse.grading.models import produce_model_output, reference_case
 from dlcourse.grading.policy import TOLERANCE, relative_error
@@ -62,7 +62,7 @@ def produce_conv_params(conv_params: Callable, case: Case) -> Produced:
     counts = []
     for row in case.inputs:
         k, c_in, c_out, bias = (int(v) for v in row)
-        counts.append(_count(_call(_conv_call(row), conv_params, k, c_in, c_out, use_bias=bool(bias)),
+        counts.append(_count(call_student(_conv_call(row), conv_params, k, c_in, c_out, use_bias=bool(bias)),
                              _conv_call(row)))
     return Produced(np.asarray(counts, dtype=np.int64))
 
@@ -71,18 +71,9 @@ def produce_params_inception(params_inception: Callable, case: Case) -> Produced
     counts = []
     for row in case.inputs:
         c_in, *filters, bottlenecks = (int(v) for v in row)
-        counts.append(_count(_call(_inception_call(row), params_inception, c_in, tuple(filters),
+        counts.append(_count(call_student(_inception_call(row), params_inception, c_in, tuple(filters),
                                    bottlenecks=bool(bottlenecks)), _inception_call(row)))
     return Produced(np.asarray(counts, dtype=np.int64))
-
-
-def _call(what: str, fn: Callable, *args, **kwargs):
-    try:
-        return fn(*args, **kwargs)
-    except GradingFailure:
-        raise
-    except Exception as exc:
-        raise GradingFailure(f"{what} raised {type(exc).__name__}: {exc}") from exc
 
 
 def _first_wrong_row(call: Callable, note: str = ""):

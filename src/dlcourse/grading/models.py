@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from dlcourse.grading.compare import GradingFailure
+from dlcourse.grading.compare import GradingFailure, call_student
 from dlcourse.grading.policy import grading_mode
 from dlcourse.grading.references import Case
 from dlcourse.grading.weights import load_reference_weights
@@ -18,12 +18,7 @@ def wrap(build: Callable, input_shape: tuple[int, ...], what: str):
 
     grading_mode()
     inputs = keras.Input(shape=tuple(input_shape))
-    try:
-        outputs = build(inputs)
-    except GradingFailure:
-        raise
-    except Exception as exc:
-        raise GradingFailure(f"{what} raised {type(exc).__name__}: {exc}") from exc
+    outputs = call_student(what, build, inputs)
     if isinstance(outputs, keras.Model):
         raise GradingFailure(f"{what} must return a tensor, not a keras.Model")
     return keras.Model(inputs, outputs)

@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from dlcourse.grading.compare import GradingFailure
+from dlcourse.grading.compare import GradingFailure, call_student
 from dlcourse.grading.models import probe_outputs
 from dlcourse.grading.policy import grading_mode
 from dlcourse.grading.references import Case, random_weights
@@ -49,16 +49,6 @@ DICE_CASES = (
     ("dice_uneven_images", (2, 8, 8, 2), "uneven"),  # images with very different foreground
     ("dice_single", (1, 7, 3, 5), "soft"),
 )
-
-
-def _call(what: str, fn: Callable, *args, **kwargs):
-    """Call the student's function; its exception becomes a verdict naming the call."""
-    try:
-        return fn(*args, **kwargs)
-    except GradingFailure:
-        raise
-    except Exception as exc:
-        raise GradingFailure(f"{what} raised {type(exc).__name__}: {exc}") from exc
 
 
 # --------------------------------------------------------------------------
@@ -100,7 +90,7 @@ def produce_receptive_field(receptive_field: Callable, case: Case) -> Produced:
     """The student's receptive fields for one case, as an int array (no comparison)."""
     what = _rf_what(case)
     with _lecture_helpers_disabled():
-        result = _call(what, receptive_field, list(case.meta["kernel_sizes"]), list(case.meta["dilations"]))
+        result = call_student(what, receptive_field, list(case.meta["kernel_sizes"]), list(case.meta["dilations"]))
     if isinstance(result, int | np.integer) or not hasattr(result, "__len__"):
         raise GradingFailure(f"{what} returned {result!r}: return a list with the field after every layer")
     try:
@@ -265,7 +255,7 @@ def produce_dice_coefficient(dice_coefficient: Callable, case: Case) -> Produced
     """The student's Dice for one case as ``np.array([value])`` (no comparison)."""
     what = _dice_what(case)
     y_true, y_pred = case.inputs[0].copy(), case.inputs[1].copy()
-    value = _call(what, dice_coefficient, y_true, y_pred)
+    value = call_student(what, dice_coefficient, y_true, y_pred)
     if isinstance(value, np.ndarray) and value.size != 1:
         raise GradingFailure(f"{what} returned an array of shape {value.shape}: return one number, the mean "
                              "over the classes")
