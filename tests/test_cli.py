@@ -121,6 +121,9 @@ def test_validate_notices_an_edited_test_cell(tiny, tmp_path):
 def test_validate_checks_handed_in_models(tiny, tmp_path):
     import keras
 
+    from dlcourse.errors import CourseError
+    from dlcourse.validate import check_handin
+
     nb = tiny_submission(tiny)
     nb.cells[-1].source = "It multiplies by two."
     nb.metadata["dlcourse"] = {"handin": ["tiny_model.keras"]}
@@ -130,9 +133,11 @@ def test_validate_checks_handed_in_models(tiny, tmp_path):
     assert "MISSING tiny_model.keras is missing: save it next to the notebook" in proc.stdout
     x = keras.Input((3,))
     keras.Model(x, keras.layers.Dense(2, activation="softmax")(x)).save(tmp_path / "tiny_model.keras")
-    proc = run("validate", str(path))
-    assert proc.returncode == 0, proc.stdout
-    assert "hand-in tiny_model.keras: loads in safe mode; input (None, 3), output (None, 2)" in proc.stdout
+    assert check_handin(tmp_path, "tiny_model.keras") == \
+        "tiny_model.keras: loads in safe mode; input (None, 3), output (None, 2)"
+    keras.Model(x, keras.layers.Dense(2)(x)).save(tmp_path / "logits_model.keras")
+    with pytest.raises(CourseError, match="outputs are not class probabilities"):
+        check_handin(tmp_path, "logits_model.keras")
     (tmp_path / "tiny_model.keras").write_bytes(b"not a zip")
-    proc = run("validate", str(path))
-    assert "MISSING tiny_model.keras does not load as a Keras model" in proc.stdout
+    with pytest.raises(CourseError, match="does not load as a Keras model in safe mode"):
+        check_handin(tmp_path, "tiny_model.keras")
