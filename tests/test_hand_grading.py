@@ -225,6 +225,7 @@ def test_bad_canvas_exports_are_one_clear_error(tmp_path):
     assert canvas.split_name("Vries, Carol de") == ("Carol de", "Vries")
 
 
+@pytest.mark.filterwarnings("ignore::sqlalchemy.exc.SAWarning")  # nbgrader's add_submission autoflush
 def test_merge_keeps_hand_grades_and_flags_only_what_changed(tmp_path):
     """The merge rule on a real gradebook, without grading processes."""
     from dlcourse import gradebook

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
-from nbgrader.api import Gradebook, MissingEntry
+from nbgrader.api import Grade, Gradebook, MissingEntry, SubmittedAssignment
 
 
 @dataclass(frozen=True)
@@ -88,7 +89,7 @@ def _same(a: float | None, b: float | None) -> bool:
     return (a is None and b is None) or (a is not None and b is not None and abs(a - b) < 1e-9)
 
 
-def _submission(gb: Gradebook, assignment: str, student: str, timestamp) -> object:
+def _submission(gb: Gradebook, assignment: str, student: str, timestamp: datetime | None) -> SubmittedAssignment:
     """The student's submission, created with every grade cell if it is new; hand grading kept."""
     gb.update_or_create_student(student)
     try:
@@ -99,7 +100,7 @@ def _submission(gb: Gradebook, assignment: str, student: str, timestamp) -> obje
     return submission
 
 
-def _set_auto_score(grade, score: float | None, resubmitted: bool) -> bool:
+def _set_auto_score(grade: Grade, score: float | None, resubmitted: bool) -> bool:
     """nbgrader's SaveAutoGrades rule, narrowed: a hand grade stays, and is marked for review
     only where the automatic outcome changed or the student handed in something new.
     Returns True when a hand grade was marked for review."""
@@ -145,7 +146,8 @@ def merge_submission(private_url: str, main_url: str, assignment: str, student: 
     return review
 
 
-def record_failure(main_url: str, assignment: str, student: str, reason: str, timestamp=None) -> None:
+def record_failure(main_url: str, assignment: str, student: str, reason: str,
+                   timestamp: datetime | None = None) -> None:
     """A submission that could not be graded: every automatic score 0, the reason in each comment,
     flagged; hand grading entered earlier stays (and is marked for review where it changed)."""
     _quiet()
