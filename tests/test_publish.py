@@ -271,6 +271,9 @@ def test_colab_setup_cell_installs_package_and_data_from_a_folder(edition, tmp_p
         "print(dlcourse.__file__)\nprint(os.environ['DLCOURSE_DATA'])\nprint(load_signals('val')[0].shape)\n")
     env = {**os.environ, **OFFLINE}
     env.pop("DLCOURSE_DATA", None)
+    unset = subprocess.run([str(python), "-c", colab.SETUP_CELL.format(location="")], cwd=tmp_path,
+                           capture_output=True, text=True, env=env, timeout=300)
+    assert unset.returncode == 1 and "COURSE_EDITION is empty" in unset.stderr
     proc = subprocess.run([str(python), "-c", script], cwd=tmp_path, capture_output=True, text=True, env=env,
                           timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]

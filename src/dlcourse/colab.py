@@ -31,6 +31,8 @@ SETUP_CELL = '''\
 COURSE_EDITION = "{location}"  # set by course publish (edition.toml)
 import importlib, importlib.util, subprocess, sys
 if importlib.util.find_spec("dlcourse") is None:
+    if not COURSE_EDITION:
+        raise RuntimeError("COURSE_EDITION is empty: open the notebooks of the published course edition")
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", COURSE_EDITION], check=True)
     importlib.invalidate_caches()
 import dlcourse.colab
