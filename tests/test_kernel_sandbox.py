@@ -153,7 +153,7 @@ def test_a_confined_kernel_can_be_interrupted_and_is_killed_past_its_memory(tmp_
     require_bubblewrap()
 
     async def scenario() -> None:
-        manager = kernel_sandbox.ConfinedKernelManager(kernel_name="python3", memory_gb=0.3)
+        manager = kernel_sandbox.ConfinedKernelManager(kernel_name="python3", memory_gb=0.3, timeout=None)
         assert manager.confined and manager.transport == "ipc"
         await manager.start_kernel(cwd=str(tmp_path))
         client = manager.client()
@@ -181,3 +181,22 @@ def test_a_confined_kernel_can_be_interrupted_and_is_killed_past_its_memory(tmp_
             await manager.cleanup_resources()
 
     asyncio.run(asyncio.wait_for(scenario(), 180))
+
+
+def test_a_confined_kernel_is_stopped_at_its_time_limit(tmp_path):
+    require_bubblewrap()
+
+    async def scenario() -> None:
+        manager = kernel_sandbox.ConfinedKernelManager(kernel_name="python3", timeout=8)
+        await manager.start_kernel(cwd=str(tmp_path))
+        try:
+            deadline = time.monotonic() + 60
+            while await manager.is_alive() and time.monotonic() < deadline:
+                await asyncio.sleep(0.5)
+            assert not await manager.is_alive()
+            assert manager.limit_hit == "time limit of 8 s exceeded"
+        finally:
+            await manager.shutdown_kernel(now=True)
+            await manager.cleanup_resources()
+
+    asyncio.run(asyncio.wait_for(scenario(), 120))

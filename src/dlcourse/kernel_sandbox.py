@@ -32,6 +32,7 @@ import shutil
 import signal
 import tempfile
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +50,7 @@ KEPT_ENV = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "PYTHONPATH", "PYTHONHAS
             "NBGRADER_EXECUTION", "NBGRADER_VALIDATING", "PYDEVD_DISABLE_FILE_VALIDATION")
 #: Home, caches and Jupyter's files of a confined kernel: a private tmpfs.
 SANDBOX_HOME = "/tmp/home"
-MEMORY_POLL_SECONDS = 0.5
+WATCH_SECONDS = 0.5
 
 
 def confinement_wanted() -> tuple[bool, str]:
@@ -87,6 +88,9 @@ class ConfinedKernelManager(AsyncKernelManager):
     memory_gb = Float(4.0, allow_none=True, config=True,
                       help="Resident memory (GB) of the confined kernel and its children before it is "
                            "killed, as course grade --memory; None for no limit.")
+    timeout = Float(1800.0, allow_none=True, config=True,
+                    help="Seconds a confined kernel may live, as course grade --timeout (per-cell "
+                         "limits are Execute.timeout); None for no limit.")
 
     def __init__(self, **kwargs: Any) -> None:
         wanted, self.unconfined_reason = confinement_wanted()
@@ -106,7 +110,7 @@ class ConfinedKernelManager(AsyncKernelManager):
         return self._ipc_dir is not None
 
     async def _async_pre_start_kernel(self, **kw: Any) -> tuple[list[str], dict[str, Any]]:
-        if not self.confined:
+        if not self.confined and os.environ.get("DLCOURSE_CONFINED") != "1":
             self.log.warning("Student code runs UNCONFINED in this kernel (%s). `course grade` "
                              "confines it.", self.unconfined_reason)
         else:
@@ -126,29 +130,33 @@ class ConfinedKernelManager(AsyncKernelManager):
             env = kw.get("env") or os.environ
             kw["env"] = {k: v for k, v in env.items() if k in KEPT_ENV}
         await super()._async_launch_kernel(kernel_cmd, **kw)
-        if self.confined and self.memory_gb:
+        if self.confined and (self.memory_gb or self.timeout):
             self._start_watchdog()
 
     def _start_watchdog(self) -> None:
-        """Kill the kernel's process tree when its resident memory passes the limit."""
+        """Kill the sandbox (the kernel and all it started) past the memory or time limit."""
         pid = getattr(self.provisioner, "pid", None)
         if pid is None:
             return
-        limit = int(self.memory_gb * 2**30)
+        memory = int(self.memory_gb * 2**30) if self.memory_gb else None
+        deadline = time.monotonic() + self.timeout if self.timeout else None
 
         def watch() -> None:
             try:
                 root = psutil.Process(pid)
+                while root.is_running() and root.status() != psutil.STATUS_ZOMBIE:
+                    if memory and sandbox._tree_rss(root) > memory:
+                        self.limit_hit = f"memory limit of {self.memory_gb:g} GB exceeded"
+                    elif deadline and time.monotonic() > deadline:
+                        self.limit_hit = f"time limit of {self.timeout:g} s exceeded"
+                    if self.limit_hit:
+                        self.log.error("Kernel killed: %s", self.limit_hit)
+                        with contextlib.suppress(ProcessLookupError):
+                            os.kill(pid, signal.SIGKILL)  # bwrap: the sandbox dies with it
+                        return
+                    threading.Event().wait(WATCH_SECONDS)
             except psutil.Error:
                 return
-            while root.is_running() and root.status() != psutil.STATUS_ZOMBIE:
-                if sandbox._tree_rss(root) > limit:
-                    self.limit_hit = f"memory limit of {self.memory_gb:g} GB exceeded"
-                    self.log.error("Kernel killed: %s", self.limit_hit)
-                    with contextlib.suppress(ProcessLookupError):
-                        os.kill(pid, signal.SIGKILL)  # the sandbox and everything in it
-                    return
-                threading.Event().wait(MEMORY_POLL_SECONDS)
 
         self._watchdog = threading.Thread(target=watch, name="kernel-memory-watchdog", daemon=True)
         self._watchdog.start()
