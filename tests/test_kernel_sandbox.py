@@ -161,6 +161,8 @@ def test_a_confined_kernel_can_be_interrupted_and_is_killed_past_its_memory(tmp_
         try:
             await client.wait_for_ready(timeout=60)
             assert (await _run(client, "import os; print(os.getcwd())")).strip() == str(tmp_path)
+            status = await _run(client, "print(open('/proc/self/status').read())")
+            assert "CapEff:\t0000000000000000" in status  # no capabilities, even when graded as root
             sleeper = asyncio.ensure_future(_run(client, "import time; time.sleep(60)"))
             await asyncio.sleep(1.5)
             started = time.monotonic()

@@ -77,6 +77,10 @@ def bwrap_command(cmd: list[str], workdir: Path, ipc_dir: Path) -> list[str]:
                       ("JUPYTER_RUNTIME_DIR", "runtime"), ("JUPYTER_DATA_DIR", "data"),
                       ("JUPYTER_CONFIG_DIR", "config"), ("XDG_CACHE_HOME", "cache")):
         args += ["--setenv", name, f"{SANDBOX_HOME}/{sub}"]
+    if os.geteuid() == 0:
+        # bwrap started by root keeps root's capabilities inside (mount, open_by_handle_at):
+        # a kernel needs none of them.
+        args += ["--cap-drop", "ALL"]
     for device in sorted(glob.glob("/dev/nvidia*")):  # a GPU runtime keeps its GPU
         args += ["--dev-bind", device, device]
     return [*args, "--", *cmd]
