@@ -347,6 +347,9 @@ def test_edition_nbgrader_config_wires_the_validate_button(edition):
     app.load_config_file()
     assert app.config.Execute.on_notebook_start is name_cells_for_validate_button
     assert app.config.Execute.on_cell_complete is name_cells_for_validate_button
+    from dlcourse import lab_exchange
+
+    assert app.config.ExchangeFactory.list is lab_exchange.PersonalExchangeList  # no exchange errors
 
 
 @pytest.mark.parametrize("line, trivial", [

@@ -65,12 +65,14 @@ STUDENT_SIDE: tuple[str, ...] = (
     "dlcourse.grading.references",
     "dlcourse.grading.spec",
     "dlcourse.grading.weights",
-    # the edition's `course validate` and the notebooks' Colab setup
+    # the edition's `course validate`, the notebooks' Colab setup, JupyterLab's nbgrader panels
     "dlcourse.validate",
     "dlcourse.colab",
+    "dlcourse.lab_exchange",
 )
-#: Student-side modules no notebook imports: what students run besides the notebooks.
-STUDENT_ENTRY_POINTS: tuple[str, ...] = ("dlcourse.validate", "dlcourse.colab")
+#: Student-side modules no notebook imports: what students run besides the notebooks
+#: (the `course` command, the Colab setup, the edition's nbgrader_config.py).
+STUDENT_ENTRY_POINTS: tuple[str, ...] = ("dlcourse.validate", "dlcourse.colab", "dlcourse.lab_exchange")
 #: Non-Python files of the student side, relative to the package.
 STUDENT_PACKAGE_DATA: tuple[str, ...] = ("py.typed", "data/checksums.json")
 #: The course's configuration of the edition (repository root).

@@ -1,13 +1,19 @@
-"""nbgrader settings of the student edition: what JupyterLab's Validate button does.
+"""nbgrader settings of the student edition: JupyterLab's Validate button and nbgrader panels.
 
 The button runs the notebook through nbgrader's validator; these hooks make its
 dialog name failing cells by their grade_id (the names `course validate` uses)
-instead of printing their whole code.
+instead of printing their whole code. Work is handed in through the LMS, not
+nbgrader's exchange: a folder of the student's own keeps the Assignment List
+panel from showing exchange errors.
 """
 
+from dlcourse import lab_exchange
 from dlcourse.validate import name_cells_for_validate_button
 
 c = get_config()  # noqa: F821 - injected by traitlets
+
+c.Exchange.root = lab_exchange.personal_root()
+c.ExchangeFactory.list = lab_exchange.PersonalExchangeList
 
 c.Execute.timeout = 300
 c.Execute.startup_timeout = 120
