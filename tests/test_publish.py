@@ -117,6 +117,11 @@ def test_edition_holds_what_students_need_and_nothing_of_the_ta(course, edition)
 def test_check_passes_then_fails_when_stale(course, edition, tmp_path):
     assert publish(course, edition, check=True).stale == []
     copy = _copy(edition, tmp_path)
+    for generated in ("src/dlcourse.egg-info/PKG-INFO", "src/dlcourse/__pycache__/runtime.cpython-311.pyc",
+                      "lectures/.ipynb_checkpoints/x.ipynb"):  # setting up and working there is not staleness
+        (copy / generated).parent.mkdir(parents=True, exist_ok=True)
+        (copy / generated).write_text("")
+    assert publish(course, copy, check=True).stale == []
     (copy / "lectures" / "01_cnn_recap.ipynb").write_text("{}")
     (copy / "data" / "cardiac_val.npz").unlink()
     stale = publish(course, copy, check=True).stale

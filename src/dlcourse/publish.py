@@ -501,9 +501,15 @@ class PublishReport:
     warnings: list[str] = field(default_factory=list)
 
 
+def _generated(relative: Path) -> bool:
+    """Files that working in an edition creates (environment, caches, build info): not part of it."""
+    return relative.parts[0] in {".git", ".venv"} or any(
+        part in {"__pycache__", ".ipynb_checkpoints"} or part.endswith(".egg-info") for part in relative.parts)
+
+
 def _existing(dest: Path) -> dict[str, Path]:
     return {p.relative_to(dest).as_posix(): p for p in sorted(dest.rglob("*"))
-            if p.is_file() and p.relative_to(dest).parts[0] not in {".git", ".venv"}}
+            if p.is_file() and not _generated(p.relative_to(dest))}
 
 
 def _differences(files: dict[str, bytes], dest: Path) -> list[str]:
