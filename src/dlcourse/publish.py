@@ -463,8 +463,9 @@ def edition_files(course: Course) -> dict[str, bytes]:
         files[nb.relative_to(course.root).as_posix()] = _with_location(nb, config["location"])
     for path in sorted(course.assignments.rglob("*")):  # other released files of an assignment
         relative = path.relative_to(course.root).as_posix()
-        if path.is_file() and relative not in files and "__pycache__" not in path.parts \
-                and ".ipynb_checkpoints" not in path.parts:
+        # models trained by running a release in place are nobody's hand-in: never published
+        if path.is_file() and relative not in files and not is_handin(path.name) \
+                and not _generated(path.relative_to(course.assignments)):
             files[relative] = path.read_bytes()
     for path in sorted((course.root / "data").iterdir()):
         if path.is_file() and not is_hidden(path.name):
