@@ -25,12 +25,13 @@ from pathlib import Path
 from nbformat import NotebookNode
 
 from dlcourse.errors import CourseError
+from dlcourse.runtime import GRADING_VARIABLE
 
 #: Seconds one cell may run (training is skipped in the grader's mode).
 CELL_TIMEOUT = 600
 #: The environment of the validation kernel: the grader's mode, without log noise.
 KERNEL_ENV = {
-    "NBGRADER_EXECUTION": "autograde",
+    GRADING_VARIABLE: "autograde",
     "TF_CPP_MIN_LOG_LEVEL": "3",
     "TF_ENABLE_ONEDNN_OPTS": "0",
     "PYTHONWARNINGS": "ignore",
@@ -333,7 +334,7 @@ def name_cells_for_validate_button(notebook: NotebookNode | None = None, cell: N
     still counts as unchanged. Edited cells keep their text; other executions
     (autograding) are left alone.
     """
-    if os.environ.get("NBGRADER_EXECUTION") != "validate":
+    if os.environ.get(GRADING_VARIABLE) != "validate":
         return
     if notebook is not None:
         for index, each in enumerate(notebook.cells):
