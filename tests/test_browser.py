@@ -414,6 +414,8 @@ def test_ta_grades_a_written_answer_in_formgrader(repo_course, tmp_path, browser
     driver.switch_to.frame(frame)
     browser.wait(lambda d: d.find_elements(By.LINK_TEXT, "Manual Grading"), 60, "formgrader to load")
     browser.shot("formgrader")
+    landing = driver.find_element(By.TAG_NAME, "body").text
+    assert not [e for e in EXCHANGE_ERRORS if e in landing], landing  # the TA's side too
     for link in ("Manual Grading", ASSIGNMENT, ASSIGNMENT):
         browser.wait(lambda d, link=link: d.find_elements(By.LINK_TEXT, link), 30, f"link {link}")[-1].click()
     submission = browser.wait(lambda d: d.find_elements(By.PARTIAL_LINK_TEXT, "Submission #1"), 30,
