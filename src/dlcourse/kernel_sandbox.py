@@ -46,8 +46,11 @@ from dlcourse import sandbox
 #: Variables a confined kernel keeps from nbgrader's environment; all others
 #: (tokens, the TA's paths, Jupyter's parent-process handles) are dropped.
 KEPT_ENV = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "PYTHONPATH", "PYTHONHASHSEED",
-            "OMP_NUM_THREADS", "TF_CPP_MIN_LOG_LEVEL", "CUDA_VISIBLE_DEVICES", "DLCOURSE_DATA",
-            "NBGRADER_EXECUTION", "NBGRADER_VALIDATING", "PYDEVD_DISABLE_FILE_VALIDATION")
+            "OMP_NUM_THREADS", "DLCOURSE_DATA", "NBGRADER_EXECUTION", "NBGRADER_VALIDATING",
+            "PYDEVD_DISABLE_FILE_VALIDATION",
+            # numerics and devices: the same backend and settings as an unconfined run
+            "KERAS_BACKEND", "TF_CPP_MIN_LOG_LEVEL", "TF_DETERMINISTIC_OPS", "TF_ENABLE_ONEDNN_OPTS",
+            "TF_FORCE_GPU_ALLOW_GROWTH", "XLA_FLAGS", "CUDA_VISIBLE_DEVICES", "LD_LIBRARY_PATH")
 #: Home, caches and Jupyter's files of a confined kernel: a private tmpfs.
 SANDBOX_HOME = "/tmp/home"
 WATCH_SECONDS = 0.5
