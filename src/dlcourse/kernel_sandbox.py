@@ -5,7 +5,7 @@ bubblewrap (:mod:`dlcourse.sandbox`). A TA can also grade without it: plain
 ``nbgrader autograde`` from the course folder, or formgrader's Autograde button,
 which runs nbgrader inside the Jupyter server with the TA's rights. Here the
 kernel itself is started confined, with the rules of :mod:`dlcourse.sandbox`: a
-new network namespace (no network at all, loopback only), a new PID namespace
+new network namespace (nothing but its own, empty loopback), a new PID namespace
 that dies with the kernel, and a file-system view of the Python installation
 (read-only) plus the submission's own folder; the TA's home, the course, the
 gradebook and other submissions are not there.
