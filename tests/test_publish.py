@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import io
+import json
 import os
+import re
+import select
 import shutil
 import signal
 import subprocess
 import sys
 import time
+import urllib.parse
+import urllib.request
 import zipfile
 from pathlib import Path
 
@@ -262,6 +267,9 @@ def _fresh_env(folder: Path) -> Path:
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(folder)], check=True)
     site = next((folder / "lib").glob("python3*/site-packages"))
     (site / "course_env.pth").write_text(str(next((BIN.parent / "lib").glob("python3*/site-packages"))) + "\n")
+    for shared in ("etc/jupyter", "share/jupyter"):  # what pip puts there: server extensions, lab assets
+        (folder / shared).parent.mkdir(parents=True, exist_ok=True)
+        (folder / shared).symlink_to(BIN.parent / shared, target_is_directory=True)
     return folder / "bin" / "python"
 
 
@@ -287,13 +295,14 @@ def test_colab_setup_cell_installs_package_and_data_from_a_folder(edition, tmp_p
     assert shape.startswith("(") and shape.endswith(", 200, 1)")
 
 
-def _validate_in_edition(course, edition, course_cmd, assignment, env, tmp_path) -> None:
+def _validate_in_edition(course, edition, course_cmd, assignment, env, tmp_path) -> list[str]:
     """The untouched release fails, naming its cells; with the solution pasted in and the
-    reference model handed in, every visible test passes."""
+    reference model handed in, every visible test passes. Returns the untouched release's FAIL names."""
     proc = subprocess.run([str(course_cmd), "validate", f"assignments/{assignment}/{assignment}.ipynb"],
                           cwd=edition, capture_output=True, text=True, env=env, timeout=600)
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "FAIL    test_" in proc.stdout and "hidden  " in proc.stdout and proc.stderr == ""
+    failing = [line.split()[1].rstrip(":") for line in proc.stdout.splitlines() if line.startswith("  FAIL ")]
     solved = tmp_path / "student" / assignment
     solved.mkdir(parents=True)
     release = read_notebook(edition / "assignments" / assignment / f"{assignment}.ipynb")
@@ -306,6 +315,7 @@ def _validate_in_edition(course, edition, course_cmd, assignment, env, tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert f"{assignment}.ipynb: all visible tests pass." in proc.stdout
     assert f"hand-in {model}: loads in safe mode" in proc.stdout
+    return failing
 
 
 @pytest.mark.slow
@@ -326,8 +336,9 @@ def test_edition_sets_up_and_validates_on_its_own(course, edition, tmp_path):
     assert where.stdout.split() == [str(copy / "src" / "dlcourse" / "__init__.py"), "None"]
 
     assignments = course.assignment_ids() if os.environ.get("DLCOURSE_EDITION_ALL") else ["lstm"]
+    failing = {}
     for assignment in assignments:  # set DLCOURSE_EDITION_ALL=1 for all four (minutes each)
-        _validate_in_edition(course, copy, course_cmd, assignment, env, tmp_path)
+        failing[assignment] = _validate_in_edition(course, copy, course_cmd, assignment, env, tmp_path)
 
     lab = subprocess.Popen(["make", "lab", "LAB_ARGS=--no-browser --allow-root --port=0 --ServerApp.token=t --ip=127.0.0.1"],
                            cwd=copy, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
@@ -335,8 +346,21 @@ def test_edition_sets_up_and_validates_on_its_own(course, edition, tmp_path):
     try:
         deadline, seen = time.monotonic() + 120, ""
         while time.monotonic() < deadline and "http://127.0.0.1:" not in seen:
-            seen += lab.stdout.readline()
-        assert "http://127.0.0.1:" in seen, seen[-2000:]
+            if select.select([lab.stdout], [], [], 1)[0]:
+                seen += lab.stdout.readline()
+        port = re.search(r"http://127\.0\.0\.1:(\d+)/", seen)
+        assert port, seen[-2000:]
+        # The notebook's Validate button: the request JupyterLab sends, answered by nbgrader's
+        # validator with the edition's nbgrader_config.py. It names the same cells as course validate.
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port.group(1)}/assignments/validate", headers={"Authorization": "token t"},
+            data=urllib.parse.urlencode({"path": "assignments/lstm/lstm.ipynb"}).encode())
+        with urllib.request.urlopen(request, timeout=600) as response:
+            result = json.load(response)
+        assert result["success"], result
+        named = [re.fullmatch(r"(\w+) \(cell \d+\)", f["source"]) for f in result["value"]["failed"]]
+        assert all(named), result["value"]["failed"]
+        assert [m.group(1) for m in named] == failing["lstm"]
     finally:
         os.killpg(lab.pid, signal.SIGTERM)
         lab.wait(timeout=60)
@@ -368,8 +392,6 @@ def test_which_lines_are_too_common_to_count(line, trivial):
 
 
 def test_relative_links_of_the_edition_notebooks_resolve(edition):
-    import re
-
     for nb in list((edition / "lectures").glob("*.ipynb")) + list((edition / "assignments").glob("*/*.ipynb")):
         for target in re.findall(r"\]\((\.{1,2}/[^)#\s]+)\)", nb.read_text()):
             assert (nb.parent / target).exists(), f"{nb.name} links to {target}, absent from the edition"
