@@ -230,26 +230,24 @@ def start_lab(artifacts, tmp_path) -> Iterator[Callable[..., Lab]]:
             lab.stop()
 
 
-def student_course(dest: Path, completed: bool) -> Path:
-    """A student's copy of the course: configuration and the released lstm practical.
-
-    ``completed``: the practical as a student hands it in (the example
-    submission with its trained model), except the sigmoid, which is back to the
-    release's stub for the student to type.
-    """
+def student_course(dest: Path) -> Path:
+    """A student's copy of the course: its configuration and the released lstm practical."""
     dest.mkdir(parents=True)
     shutil.copyfile(REPO / "nbgrader_config.py", dest / "nbgrader_config.py")
-    folder = dest / "assignments" / ASSIGNMENT
-    shutil.copytree(REPO / "assignments" / ASSIGNMENT, folder)
-    if completed:
-        example = REPO / "examples" / "submissions" / ASSIGNMENT / "perfect"
-        release = nbformat.read(folder / f"{ASSIGNMENT}.ipynb", as_version=4)
-        notebook = nbformat.read(example / f"{ASSIGNMENT}.ipynb", as_version=4)
-        stub = next(c for c in release.cells if _grade_id(c) == "sigmoid")
-        notebook.cells = [stub if _grade_id(c) == "sigmoid" else c for c in notebook.cells]
-        nbformat.write(notebook, folder / f"{ASSIGNMENT}.ipynb")
-        shutil.copyfile(example / f"{ASSIGNMENT}_model.keras", folder / f"{ASSIGNMENT}_model.keras")
+    shutil.copytree(REPO / "assignments" / ASSIGNMENT, dest / "assignments" / ASSIGNMENT)
     return dest
+
+
+def finish_all_but_sigmoid(notebook_path: Path) -> None:
+    """The student's later state: every other part done and the model trained (the example
+    submission), the sigmoid cell as the student left it."""
+    example = REPO / "examples" / "submissions" / ASSIGNMENT / "perfect"
+    mine = nbformat.read(notebook_path, as_version=4)
+    done = nbformat.read(example / f"{ASSIGNMENT}.ipynb", as_version=4)
+    sigmoid = next(c for c in mine.cells if _grade_id(c) == "sigmoid")
+    done.cells = [sigmoid if _grade_id(c) == "sigmoid" else c for c in done.cells]
+    nbformat.write(done, notebook_path)
+    shutil.copyfile(example / f"{ASSIGNMENT}_model.keras", notebook_path.parent / f"{ASSIGNMENT}_model.keras")
 
 
 def _grade_id(cell) -> str | None:
@@ -307,7 +305,7 @@ WRONG_SIGMOID = "def sigmoid(z): return 1 / (1 + np.exp(z))"
 
 
 def test_student_validate_button_gives_a_failing_and_a_passing_verdict(tmp_path, browser, start_lab):
-    course = student_course(tmp_path / "student", completed=True)
+    course = student_course(tmp_path / "student")
     notebook = course / "assignments" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
     index = _cell_index(notebook, "sigmoid")
     lab = start_lab(course)
@@ -323,22 +321,33 @@ def test_student_validate_button_gives_a_failing_and_a_passing_verdict(tmp_path,
     browser.wait(lambda d: "NotImplementedError" in cell.text, 120, "Run All to reach the sigmoid stub")
     browser.shot("run-all-stops-at-stub")
 
+    # Failing: a sigmoid with the sign wrong, in the freshly started practical.
     type_into_cell(browser, index, WRONG_SIGMOID)
     verdict = save_and_validate(browser, notebook, WRONG_SIGMOID, "wrong-sigmoid")
     assert "Success" not in verdict
     assert "failed" in verdict.lower(), verdict
     assert "AssertionError: sigmoid(z) = 1 / (1 + exp(-z))" in verdict, verdict
-    # The verdict is about the sigmoid alone: every other function of the notebook is correct.
-    for other in ("lstm_cell_forward", "lstm_forward", "sequence_models"):
-        assert other not in verdict, verdict
 
+    # Passing: later, everything else done and the model trained; the sigmoid fixed last.
+    finish_all_but_sigmoid(notebook)
+    browser.menu("File", "Reload Notebook from Disk")
+    with contextlib.suppress(TimeoutException):  # JupyterLab may ask first
+        WebDriverWait(browser.driver, 3).until(lambda d: browser.css(".jp-Dialog .jp-mod-accept"))[0].click()
+    forward = _cell_index(notebook, "lstm_forward")
+
+    def reloaded(_) -> bool:
+        cells = browser.css(".jp-Notebook .jp-Cell")
+        return len(cells) > forward and "NotImplementedError" not in cells[forward].text
+
+    browser.wait(reloaded, 30, "the finished notebook to load")
+    browser.shot("finished-notebook-reloaded")
     type_into_cell(browser, index, CORRECT_SIGMOID)
     verdict = save_and_validate(browser, notebook, CORRECT_SIGMOID, "correct-sigmoid")
     assert "Success! Your notebook passes all the tests." in verdict, verdict
 
 
 def test_student_assignment_list_shows_no_exchange_errors(tmp_path, browser, start_lab):
-    course = student_course(tmp_path / "student", completed=False)
+    course = student_course(tmp_path / "student")
     lab = start_lab(course)
     browser.open_lab(lab)
 
