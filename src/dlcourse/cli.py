@@ -113,7 +113,7 @@ def cmd_grade(args: argparse.Namespace) -> int:
                        started=bar.started, workers=args.workers, memory_gb=args.memory, force=args.force,
                        db=args.db, unconfined=args.unconfined,
                        canvas_gradebook=Path(args.canvas_gradebook) if args.canvas_gradebook else None,
-                       canvas_column=args.canvas_column)
+                       canvas_column=args.canvas_column, cluster=args.cluster)
     finally:
         bar.stop()
     if result.warning:
@@ -301,7 +301,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="folder of <student>/<files>, or an LMS zip download, to import first")
     p.add_argument("--timeout", type=float, default=1800, metavar="SECONDS",
                    help="wall-clock limit of one whole submission (default 1800)")
-    p.add_argument("--workers", type=int, default=1, metavar="N", help="submissions graded at once (default 1)")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--workers", type=int, default=1, metavar="N",
+                       help="submissions graded at once on this machine (default 1)")
+    where.add_argument("--cluster", metavar="ADDRESS",
+                       help="grade on the workers of an existing Dask scheduler, e.g. tcp://host:8786")
     p.add_argument("--memory", type=float, default=4.0, metavar="GB",
                    help="resident memory limit of one submission (default 4)")
     p.add_argument("--force", action="store_true", help="regrade submissions already graded and unchanged")

@@ -10,15 +10,15 @@ import json
 import shutil
 import tempfile
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import CancelledError, Future, as_completed
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
 
 import nbformat
 
-from dlcourse import canvas, gradebook, nbgrader_api, sandbox
-from dlcourse.autograde import Limits, Outcome, grade_submission
+from dlcourse import canvas, gradebook, jobs, nbgrader_api, sandbox
+from dlcourse.autograde import Limits, Outcome
 from dlcourse.canvas import CanvasReport
 from dlcourse.course import Course
 from dlcourse.errors import CourseError
@@ -259,31 +259,69 @@ def _plan(course: Course, assignment: str, students: list[str], template_url: st
 
 
 def _grade_all(course: Course, assignment: str, plan: _Plan, template: Path, workdir: Path, limits: Limits,
-               main_url: str, workers: int, progress: Callable[[int, int, Graded], None] | None) -> list[Graded]:
-    """Autograde the planned submissions in parallel; the parent merges each result as it comes."""
-    done = []
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        futures = {pool.submit(grade_submission, course, assignment, s, template, workdir / s, limits): s
-                   for s in plan.todo}
-        for index, future in enumerate(as_completed(futures), start=1):
-            student = futures[future]
-            try:
-                outcome = future.result()
-            except Exception as exc:  # a grader fault must not stop the batch
-                outcome = Outcome(student, False, f"grader error: {type(exc).__name__}: {exc}")
-            try:
-                graded = _merge(course, assignment, outcome, main_url, student in plan.resubmitted)
-            except Exception as exc:  # e.g. an autograded notebook nbgrader could not write
-                outcome.ok, outcome.reason = False, f"grader error: {type(exc).__name__}: {exc}"
-                _record_failure(course, assignment, student, outcome.reason, main_url)
-                graded = Graded(outcome)
-            _write_record(course, assignment, outcome, plan.inputs[student], graded.overridden)
-            if outcome.workdir:
-                shutil.rmtree(outcome.workdir, ignore_errors=True)
-            done.append(graded)
-            if progress:
-                progress(index, len(plan.todo), graded)
+               main_url: str, workers: int, progress: Callable[[int, int, Graded], None] | None,
+               cluster: str | None = None) -> list[Graded]:
+    """Autograde the planned submissions in parallel (here, or on a Dask cluster); the parent
+    merges each result as it comes.
+
+    On a cluster, a worker that dies takes the jobs queued on it down with it, and the scheduler
+    gives up on a job after a few such deaths. Those jobs are run again, one at a time, so that
+    only a submission that kills every worker it is given is recorded as failed.
+    """
+    done: list[Graded] = []
+
+    def finish(student: str, result: bytes | None, error: BaseException | None) -> None:
+        if error is None:
+            outcome = jobs.unpack_result(result, workdir / student)
+        else:  # a grader fault or a lost worker must not stop the batch
+            outcome = Outcome(student, False, jobs.failure_reason(error))
+        done.append(_record(course, assignment, plan, outcome, main_url))
+        if progress:
+            progress(len(done), len(plan.todo), done[-1])
+
+    with jobs.job_executor(workers, cluster) as (pool, share):
+        bundle = share(jobs.make_bundle(course, assignment, template))
+
+        def submit(student: str):
+            return pool.submit(jobs.run_job, bundle, jobs.pack_submission(course, assignment, student),
+                               assignment, student, limits)
+
+        futures = {submit(s): s for s in plan.todo}
+        again = []
+        for future in as_completed(futures):
+            error = _error_of(future)
+            if jobs.worker_lost(error):
+                again.append(futures[future])
+            else:
+                finish(futures[future], None if error else future.result(), error)
+        for student in again:  # alone now: a neighbour's crash cannot take this job down
+            future = submit(student)
+            error = _error_of(future)
+            finish(student, None if error else future.result(), error)
     return done
+
+
+def _error_of(future: Future) -> BaseException | None:
+    """The job's exception (a cancelled job's too), after waiting for it."""
+    try:
+        return future.exception()
+    except CancelledError as cancelled:
+        return cancelled
+
+
+def _record(course: Course, assignment: str, plan: _Plan, outcome: Outcome, main_url: str) -> Graded:
+    """Merge one finished job into the course and write its record."""
+    student = outcome.student
+    try:
+        graded = _merge(course, assignment, outcome, main_url, student in plan.resubmitted)
+    except Exception as exc:  # e.g. an autograded notebook nbgrader could not write
+        outcome.ok, outcome.reason = False, f"grader error: {type(exc).__name__}: {exc}"
+        _record_failure(course, assignment, student, outcome.reason, main_url)
+        graded = Graded(outcome)
+    _write_record(course, assignment, outcome, plan.inputs[student], graded.overridden)
+    if outcome.workdir:
+        shutil.rmtree(outcome.workdir, ignore_errors=True)
+    return graded
 
 
 def refresh_feedback(course: Course, assignment: str, students: list[str], main_url: str) -> tuple[list[str], str]:
@@ -348,11 +386,13 @@ def grade(
     unconfined: bool = False,
     canvas_gradebook: Path | None = None,
     canvas_column: str | None = None,
+    cluster: str | None = None,
 ) -> GradeResult:
     """Grade every submission of ``assignment`` in the course's submitted/ folder.
 
     Student code runs confined (bubblewrap) unless ``unconfined`` is given;
-    hand grading in the gradebook survives every regrade.
+    hand grading in the gradebook survives every regrade. With ``cluster`` (a
+    Dask scheduler's address) the submissions are graded on its workers.
     """
     course.require_assignment(assignment)
     _check_options(timeout, workers, memory_gb)
@@ -379,7 +419,8 @@ def grade(
         register(course, assignment, main_url)
         _names(course, assignment, imported, export, main_url)
         before = gradebook.totals(main_url, assignment)
-        graded = _grade_all(course, assignment, plan, template, Path(tmp), limits, main_url, workers, progress)
+        graded = _grade_all(course, assignment, plan, template, Path(tmp), limits, main_url, workers, progress,
+                            cluster)
     after = gradebook.totals(main_url, assignment)
     feedback, problem = refresh_feedback(course, assignment, students, main_url)
     outcomes = {s: _outcome_from_record(_read_record(course, assignment, s)) for s in students}
