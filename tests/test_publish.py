@@ -340,7 +340,13 @@ def test_edition_sets_up_and_validates_on_its_own(course, edition, tmp_path):
     for assignment in assignments:  # set DLCOURSE_EDITION_ALL=1 for all four (minutes each)
         failing[assignment] = _validate_in_edition(course, copy, course_cmd, assignment, env, tmp_path)
 
-    lab = subprocess.Popen(["make", "lab", "LAB_ARGS=--no-browser --allow-root --port=0 --ServerApp.token=t --ip=127.0.0.1"],
+    import socket
+
+    with socket.socket() as probe:  # a free port, chosen here so that the URL is known
+        probe.bind(("127.0.0.1", 0))
+        free = probe.getsockname()[1]
+    lab = subprocess.Popen(["make", "lab", f"LAB_ARGS=--no-browser --allow-root --port={free} "
+                            "--ServerApp.port_retries=0 --ServerApp.token=t --ip=127.0.0.1"],
                            cwd=copy, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
                            start_new_session=True)
     try:
@@ -348,12 +354,18 @@ def test_edition_sets_up_and_validates_on_its_own(course, edition, tmp_path):
         while time.monotonic() < deadline and "http://127.0.0.1:" not in seen:
             if select.select([lab.stdout], [], [], 1)[0]:
                 seen += lab.stdout.readline()
-        port = re.search(r"http://127\.0\.0\.1:(\d+)/", seen)
-        assert port, seen[-2000:]
+        assert f"http://127.0.0.1:{free}/" in seen, seen[-2000:]
+        for _ in range(60):  # the server logs its URL a moment before it accepts connections
+            try:
+                urllib.request.urlopen(urllib.request.Request(f"http://127.0.0.1:{free}/api/status",
+                                                              headers={"Authorization": "token t"}), timeout=10)
+                break
+            except OSError:
+                time.sleep(0.5)
         # The notebook's Validate button: the request JupyterLab sends, answered by nbgrader's
         # validator with the edition's nbgrader_config.py. It names the same cells as course validate.
         request = urllib.request.Request(
-            f"http://127.0.0.1:{port.group(1)}/assignments/validate", headers={"Authorization": "token t"},
+            f"http://127.0.0.1:{free}/assignments/validate", headers={"Authorization": "token t"},
             data=urllib.parse.urlencode({"path": "assignments/lstm/lstm.ipynb"}).encode())
         with urllib.request.urlopen(request, timeout=600) as response:
             result = json.load(response)
