@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import socket
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,6 +47,7 @@ class Limits:
     timeout: float
     memory_bytes: int | None
     isolation: sandbox.Isolation
+    device: str = "cpu"  # cpu, gpu or auto: resolved on the machine that grades
 
 
 @dataclass
@@ -58,6 +60,7 @@ class Outcome:
     findings: list[str] = field(default_factory=list)
     verdicts: list[Verdict] = field(default_factory=list)
     workdir: Path | None = None  # private folder with the autograded notebook and gradebook
+    device: str = ""  # where the student's code ran: cpu or gpu ("" when it did not run)
 
     @property
     def private_course(self) -> Path | None:
@@ -116,20 +119,24 @@ def grade_submission(course: Course, assignment: str, student: str, template_db:
         return Outcome(student, False, reason)
     findings = scan_notebook(read_notebook(submitted / f"{assignment}.ipynb"),
                              read_notebook(course.source_notebook(assignment)))
+    try:
+        device = sandbox.resolve_device(limits.device)
+    except ValueError as exc:
+        return Outcome(student, False, f"{exc} (graded on {socket.gethostname()})")
     prepare(course, assignment, student, template_db, workdir)
     private, verify_dir = workdir / "course", workdir / "verify"
-    env = sandbox.child_env(workdir, QUIET_ENV)
+    env = sandbox.child_env(workdir, {**QUIET_ENV, **sandbox.device_env(device)})
     python = sys.executable
     jobs = [(sandbox.confined([python, "-m", "dlcourse.autograde", str(private), assignment, student],
-                              private, limits.isolation), private)]
+                              private, limits.isolation, device), private)]
     repeat = bool(verified_test_ids(assignment))
     if repeat:
         jobs.append((sandbox.confined([python, "-m", "dlcourse.verify", str(verify_dir)], verify_dir,
-                                      limits.isolation), verify_dir))
+                                      limits.isolation, device), verify_dir))
     finished = sandbox.run_limited(jobs, env, limits.timeout, limits.memory_bytes)
     graded = finished[0]
     outcome = Outcome(student, False, seconds=max(f.seconds for f in finished),
-                      peak_memory=graded.peak_memory, findings=findings, workdir=workdir)
+                      peak_memory=graded.peak_memory, findings=findings, workdir=workdir, device=device)
     if graded.limit:
         outcome.reason = graded.limit
         return outcome

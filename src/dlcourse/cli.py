@@ -113,12 +113,14 @@ def cmd_grade(args: argparse.Namespace) -> int:
                        started=bar.started, workers=args.workers, memory_gb=args.memory, force=args.force,
                        db=args.db, unconfined=args.unconfined,
                        canvas_gradebook=Path(args.canvas_gradebook) if args.canvas_gradebook else None,
-                       canvas_column=args.canvas_column, cluster=args.cluster)
+                       canvas_column=args.canvas_column, cluster=args.cluster, device=args.device)
     finally:
         bar.stop()
     if result.warning:
         print(f"warning: {result.warning}", file=sys.stderr)
     _print_grade_report(result, course.feedback)
+    if result.devices:
+        print("student code ran on: " + ", ".join(f"{d} ({n})" for d, n in result.devices.items()))
     return 0
 
 
@@ -306,6 +308,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="submissions graded at once on this machine (default 1)")
     where.add_argument("--cluster", metavar="ADDRESS",
                        help="grade on the workers of an existing Dask scheduler, e.g. tcp://host:8786")
+    p.add_argument("--device", choices=("cpu", "gpu", "auto"), default="auto",
+                   help="where student code runs: the CPU, the GPU (its device nodes are bound into "
+                        "the confinement), or auto: the GPU where one is present (default)")
     p.add_argument("--memory", type=float, default=4.0, metavar="GB",
                    help="resident memory limit of one submission (default 4)")
     p.add_argument("--force", action="store_true", help="regrade submissions already graded and unchanged")

@@ -9,6 +9,7 @@ import hashlib
 import json
 import shutil
 import tempfile
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import CancelledError, Future, as_completed
 from dataclasses import asdict, dataclass, field
@@ -73,6 +74,7 @@ class GradeResult:
     feedback: list[str] = field(default_factory=list)  # students whose feedback was (re)written
     canvas: CanvasReport | None = None
     review: dict[str, list[str]] = field(default_factory=dict)  # hand grades to look at again
+    devices: dict[str, int] = field(default_factory=dict)  # cpu/gpu -> submissions whose code ran there
 
 
 def db_url(course: Course) -> str:
@@ -132,7 +134,7 @@ def _read_record(course: Course, assignment: str, student: str) -> dict | None:
 def _outcome_from_record(record: dict) -> Outcome:
     return Outcome(record["student"], record["ok"], record.get("reason", ""), record.get("seconds", 0.0),
                    record.get("peak_memory", 0), record.get("findings", []),
-                   [Verdict(**v) for v in record.get("verdicts", [])])
+                   [Verdict(**v) for v in record.get("verdicts", [])], device=record.get("device", ""))
 
 
 def _write_record(course: Course, assignment: str, outcome: Outcome, inputs: dict[str, str],
@@ -142,6 +144,7 @@ def _write_record(course: Course, assignment: str, outcome: Outcome, inputs: dic
     record = {"student": outcome.student, "ok": outcome.ok, "reason": outcome.reason,
               "seconds": round(outcome.seconds, 2), "peak_memory": outcome.peak_memory,
               "findings": outcome.findings, "verdicts": [asdict(v) for v in outcome.verdicts],
+              "device": outcome.device,
               "overridden": overridden, **inputs}
     path.write_text(json.dumps(record, indent=1))
 
@@ -387,18 +390,26 @@ def grade(
     canvas_gradebook: Path | None = None,
     canvas_column: str | None = None,
     cluster: str | None = None,
+    device: str = "auto",
 ) -> GradeResult:
     """Grade every submission of ``assignment`` in the course's submitted/ folder.
 
     Student code runs confined (bubblewrap) unless ``unconfined`` is given;
     hand grading in the gradebook survives every regrade. With ``cluster`` (a
     Dask scheduler's address) the submissions are graded on its workers.
+    ``device`` (cpu, gpu, auto) is resolved where a submission is graded.
     """
     course.require_assignment(assignment)
     _check_options(timeout, workers, memory_gb)
     if canvas_column is not None and canvas_gradebook is None:
         raise CourseError("--canvas-column needs --canvas-gradebook EXPORT.csv")
     isolation = sandbox.required(unconfined)
+    try:
+        resolved = sandbox.resolve_device(device)  # on a cluster, each worker resolves it again
+    except ValueError as exc:
+        if cluster is None or device not in sandbox.DEVICES:
+            raise CourseError(str(exc)) from None
+        resolved = device
     export = canvas.read_export(canvas_gradebook) if canvas_gradebook is not None else None
     column = canvas.find_column(export, assignment, canvas_column) if export is not None else None
     imported = import_submissions(course, assignment, source) if source is not None else None
@@ -409,7 +420,8 @@ def grade(
         )
     main_url = db or db_url(course)
     _check_db(main_url)
-    limits = Limits(timeout, int(memory_gb * 2**30) if memory_gb else None, isolation)
+    limits = Limits(timeout, int(memory_gb * 2**30) if memory_gb else None, isolation,
+                    device if cluster else resolved)
     with tempfile.TemporaryDirectory(prefix="dlcourse-grade-") as tmp:
         template = Path(tmp) / "template.db"
         register(course, assignment, f"sqlite:///{template}")
@@ -434,9 +446,10 @@ def grade(
     lms = write_lms_csv(course.grades, main_url)
     report = canvas.fill(export, column, after, course.grades / f"canvas_{assignment}.csv") if export else None
     warning = "; ".join(w for w in (isolation.warning, problem) if w)
+    devices = Counter(o.device for o in outcomes.values() if o.device)
     return GradeResult(assignment, questions, rows, totals_csv, per_question, lms, imported, plan.skipped,
                        warning, _changes(before, after, plan.todo), feedback, report,
-                       {g.outcome.student: g.review for g in graded if g.review})
+                       {g.outcome.student: g.review for g in graded if g.review}, dict(sorted(devices.items())))
 
 
 def _check_db(url: str) -> None:

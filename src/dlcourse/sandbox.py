@@ -94,21 +94,51 @@ def _readable_roots() -> list[Path]:
     return system + sorted(p for p in python if not any(q != p and q in p.parents for q in python))
 
 
-def _bwrap_args(workdir: Path) -> list[str]:
+#: Device nodes the CUDA runtime opens: one per GPU (nvidia0, ...), the control and
+#: unified-memory nodes. bubblewrap's minimal /dev has none of them.
+GPU_DEVICE_PATTERNS = ("nvidia[0-9]*", "nvidiactl", "nvidia-uvm", "nvidia-uvm-tools", "nvidia-modeset")
+DEVICES = ("cpu", "gpu", "auto")
+
+
+def gpu_device_nodes(dev: Path = Path("/dev")) -> list[Path]:
+    """The NVIDIA device nodes present on this machine (none without an NVIDIA GPU)."""
+    return sorted({p for pattern in GPU_DEVICE_PATTERNS for p in dev.glob(pattern)})
+
+
+def resolve_device(requested: str, dev: Path = Path("/dev")) -> str:
+    """``cpu`` or ``gpu`` for ``--device cpu|gpu|auto`` on this machine (auto: the GPU if present)."""
+    if requested not in DEVICES:
+        raise ValueError(f"--device must be one of {', '.join(DEVICES)}, got {requested!r}")
+    present = bool(gpu_device_nodes(dev))
+    if requested == "gpu" and not present:
+        raise ValueError("--device gpu: this machine has no NVIDIA device nodes (/dev/nvidia*)")
+    return "gpu" if requested == "gpu" or (requested == "auto" and present) else "cpu"
+
+
+def device_env(device: str) -> dict[str, str]:
+    """On the CPU the frameworks must not find a GPU, even outside the confinement."""
+    return {"CUDA_VISIBLE_DEVICES": "-1"} if device == "cpu" else {}
+
+
+def _bwrap_args(workdir: Path, devices: list[Path] | tuple[Path, ...] = ()) -> list[str]:
     args = ["--unshare-net", "--unshare-pid", "--unshare-ipc", "--die-with-parent", "--new-session",
             "--setenv", "DLCOURSE_CONFINED", "1",
             "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
+    for node in devices:  # after --dev, so that they appear in the minimal /dev
+        args += ["--dev-bind", str(node), str(node)]
     for root in _readable_roots():
         args += ["--ro-bind", str(root), str(root)]
     args += ["--bind", str(workdir), str(workdir), "--chdir", str(workdir)]
     return args
 
 
-def confined(cmd: list[str], workdir: Path, isolation: Isolation) -> list[str]:
-    """``cmd`` wrapped so that it only sees ``workdir`` (read-write) and the Python it needs."""
+def confined(cmd: list[str], workdir: Path, isolation: Isolation, device: str = "cpu") -> list[str]:
+    """``cmd`` wrapped so that it only sees ``workdir`` (read-write), the Python it needs and,
+    with ``device="gpu"``, the GPU's device nodes."""
     if isolation.kind != "bubblewrap":
         return cmd
-    return ["bwrap", *_bwrap_args(Path(workdir).resolve()), *cmd]
+    devices = gpu_device_nodes() if device == "gpu" else []
+    return ["bwrap", *_bwrap_args(Path(workdir).resolve(), devices), *cmd]
 
 
 def child_env(workdir: Path, extra: dict[str, str]) -> dict[str, str]:
@@ -116,7 +146,8 @@ def child_env(workdir: Path, extra: dict[str, str]) -> dict[str, str]:
     home = Path(workdir) / ".home"
     home.mkdir(exist_ok=True)
     keep = {k: v for k, v in os.environ.items()
-            if k in ("PATH", "LANG", "LC_ALL", "TZ", "PYTHONPATH", "OMP_NUM_THREADS", "DLCOURSE_DATA")}
+            if k in ("PATH", "LANG", "LC_ALL", "TZ", "PYTHONPATH", "OMP_NUM_THREADS", "DLCOURSE_DATA",
+                     "CUDA_VISIBLE_DEVICES")}
     return {**keep, "HOME": str(home), "JUPYTER_RUNTIME_DIR": str(home / "runtime"),
             "JUPYTER_DATA_DIR": str(home / "data"), "IPYTHONDIR": str(home / "ipython"),
             "MPLCONFIGDIR": str(home / "mpl"), "KERAS_HOME": str(home / "keras"),
