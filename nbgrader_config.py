@@ -62,6 +62,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 # on log noise. Policy: a test cell fails if and only if it raised; stderr text
 # stays visible in the feedback, as ordinary output.
 c.Autograde.autograde_preprocessors = [
+    nbgrader_plugins.RememberProcesses,
     Execute,
     nbgrader_plugins.StopStudentProcesses,
     IgnorePattern,

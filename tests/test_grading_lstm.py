@@ -97,6 +97,14 @@ def test_a_wrong_step_costs_no_marks_in_the_layer(cases, solution) -> None:
         stand_in(*(np.zeros(s) for s in ((1, 1), (1, 1), (1, 1), (1, 4), (1, 4), (4,))))
 
 
+def test_the_reference_step_is_no_answer(cases) -> None:
+    """Imported as a student's own lstm_cell_forward, the reference step refuses to run."""
+    from dlcourse.grading.lstm import reference_lstm_cell_forward
+
+    with pytest.raises(GradingFailure, match="runs only in place of your lstm_cell_forward"):
+        LSTM_CELL_FORWARD.check(reference_lstm_cell_forward, cases)
+
+
 def test_a_wrong_sigmoid_costs_no_marks_in_the_step(cases) -> None:
     namespace = _solution_namespace()
     exec("def sigmoid(z):\n    return np.tanh(z)\n", namespace)

@@ -8,6 +8,7 @@ through real nbgrader autograding, by `course grade` and by plain whole-class
 
 from __future__ import annotations
 
+import csv
 import shutil
 import subprocess
 import sys
@@ -28,6 +29,7 @@ from dlcourse.mutants import (
     score_implementations,
 )
 from dlcourse.notebooks import fill_solutions, nbgrader_meta, read_notebook, replace_cell_sources
+from dlcourse.notebooks import grade_id as grade_id_of
 
 pytestmark = pytest.mark.slow
 ASSIGNMENTS = ["inception", "residual", "lstm", "unet"]
@@ -124,3 +126,14 @@ def test_one_wrong_function_per_grade_id_through_nbgrader(repo_course, assignmen
     for student in ("perfect_a", "perfect_b"):
         lost = {t: plain[student][t] for t in automatic if plain[student][t] != points[t]}
         assert not lost, f"whole-class nbgrader: {student} lost points in {lost}"
+    # The TA's CSV gives each failed hidden test the message the student's feedback shows (cells that
+    # hold only hidden tests: elsewhere a visible assert may fail first).
+    with open(course.grades / f"{assignment}.csv") as fh:
+        listed = next(csv.DictReader(fh))["hidden_test_messages"]
+    shown = {grade_id_of(c): next(o.evalue for o in c.outputs if o.output_type == "error")
+             for c in read_notebook(course.autograded / "mutants" / assignment / f"{assignment}.ipynb").cells
+             if c.cell_type == "code" and (grade_id_of(c) or "").endswith(("_reference", "_handin"))
+             and any(o.output_type == "error" for o in c.get("outputs", []))}
+    assert shown, "no hidden test failed"
+    for test, message in shown.items():
+        assert f"{test}: {message}" in listed, (test, message, listed)

@@ -282,3 +282,24 @@ def test_an_honest_child_is_left_alone(tmp_path):
     job = _job(tmp_path, "ok", "print('done')")
     finished = run_limited([job], {"PATH": "/usr/bin:/bin"}, timeout=30, memory_bytes=2**30)
     assert finished[0].limit == "" and finished[0].returncode == 0 and finished[0].stdout.strip() == "done"
+
+
+def test_outside_course_grade_only_processes_of_this_run_are_stopped(monkeypatch):
+    """Formgrader autogrades inside the Jupyter server: the TA's own kernels must survive."""
+    import subprocess
+
+    from dlcourse.nbgrader_plugins import RememberProcesses, StopStudentProcesses
+
+    monkeypatch.delenv("DLCOURSE_CONFINED", raising=False)
+    sleep = [sys.executable, "-c", "import time; time.sleep(60)"]
+    tas_kernel = subprocess.Popen(sleep)
+    try:
+        nb = new_notebook()
+        _nb, resources = RememberProcesses().preprocess(nb, {})
+        students = subprocess.Popen(sleep, start_new_session=True)  # started while the notebook ran
+        StopStudentProcesses().preprocess(nb, resources)
+        students.wait(timeout=10)  # a 60-second sleep that ends now was stopped
+        assert tas_kernel.poll() is None, "the TA's kernel is still running"
+    finally:
+        tas_kernel.kill()
+        tas_kernel.wait()

@@ -125,7 +125,10 @@ def grade_submission(course: Course, assignment: str, student: str, template_db:
         return Outcome(student, False, f"{exc} (graded on {socket.gethostname()})")
     prepare(course, assignment, student, template_db, workdir)
     private, verify_dir = workdir / "course", workdir / "verify"
-    env = sandbox.child_env(workdir, {**QUIET_ENV, **sandbox.device_env(device)})
+    # Unconfined (--unconfined) means unconfined: the kernel manager of plain nbgrader would
+    # otherwise confine the kernel on its own (dlcourse.kernel_sandbox).
+    unconfined = {} if limits.isolation.kind == "bubblewrap" else {"DLCOURSE_UNCONFINED": "1"}
+    env = sandbox.child_env(workdir, {**QUIET_ENV, **sandbox.device_env(device), **unconfined})
     python = sys.executable
     jobs = [(sandbox.confined([python, "-m", "dlcourse.autograde", str(private), assignment, student],
                               private, limits.isolation, device), private)]

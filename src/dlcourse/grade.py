@@ -442,6 +442,7 @@ def grade(
         row.findings = outcomes[row.student].findings
         row.overridden = record.get("overridden", [])
         row.hidden_failed = Graded(outcomes[row.student], row.overridden).hidden_failed
+        row.hidden_messages = {v.test_id: v.message for v in outcomes[row.student].verdicts if not v.passed}
     totals_csv, per_question = write_csvs(course.grades, assignment, questions, rows)
     lms = write_lms_csv(course.grades, main_url)
     report = canvas.fill(export, column, after, course.grades / f"canvas_{assignment}.csv") if export else None

@@ -143,14 +143,42 @@ class HideHiddenTests(Preprocessor):
         return cell, resources
 
 
+def _descendants() -> dict[int, float]:
+    """This process's descendants: pid -> start time (a pid alone could be reused)."""
+    import psutil
+
+    found = {}
+    for proc in psutil.Process().children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            found[proc.pid] = proc.create_time()
+    return found
+
+
+class RememberProcesses(Preprocessor):
+    """Autograde preprocessor, right before Execute: note which processes exist already.
+
+    Formgrader autogrades inside the Jupyter server, whose other children are the
+    TA's own kernels; :class:`StopStudentProcesses` must leave those alone.
+    """
+
+    enabled = Bool(True, help="nbconvert preprocessors are off unless enabled").tag(config=True)
+
+    def preprocess(self, nb: NotebookNode, resources: dict) -> tuple[NotebookNode, dict]:
+        resources["dlcourse_processes_before"] = _descendants()
+        return nb, resources
+
+
 class StopStudentProcesses(Preprocessor):
     """Autograde preprocessor, right after Execute: no student process outlives the kernel.
 
     A cell can start a detached process that waits for nbgrader to write the
     scores and then edits the gradebook. Inside `course grade`'s confinement
     (its own PID namespace, marked by ``DLCOURSE_CONFINED``) every process but
-    this one and its ancestors is killed; elsewhere, this process's own
-    descendants are.
+    this one and its ancestors is killed. Elsewhere (plain nbgrader, formgrader's
+    button) only descendants that started during this notebook's execution are:
+    the kernel itself runs confined there (:mod:`dlcourse.kernel_sandbox`), so
+    its processes end with it, and the server's other children -- the TA's own
+    kernels -- are not this run's.
     """
 
     enabled = Bool(True, help="nbconvert preprocessors are off unless enabled").tag(config=True)
@@ -163,9 +191,20 @@ class StopStudentProcesses(Preprocessor):
         if os.environ.get("DLCOURSE_CONFINED") == "1":
             targets = [p for p in psutil.process_iter() if p.pid not in keep]
         else:
-            targets = me.children(recursive=True)
+            before = resources.get("dlcourse_processes_before", {})
+            targets = [p for p in me.children(recursive=True)
+                       if before.get(p.pid) != _start_time(p)]
         for proc in targets:
             with contextlib.suppress(psutil.Error):
                 proc.kill()
         psutil.wait_procs(targets, timeout=5)
         return nb, resources
+
+
+def _start_time(proc) -> float | None:
+    import psutil
+
+    try:
+        return proc.create_time()
+    except psutil.Error:
+        return None

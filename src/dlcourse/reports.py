@@ -24,6 +24,8 @@ class StudentScore:
     findings: list[str] = field(default_factory=list)  # suspected tampering, from the static scan
     overridden: list[str] = field(default_factory=list)  # set to 0: disagrees with the repeat outside the notebook
     hidden_failed: list[str] = field(default_factory=list)  # hidden tests that failed (in and outside the notebook)
+    #: why each failed hidden test failed, as the repeat outside the notebook (and the feedback) says it
+    hidden_messages: dict[str, str] = field(default_factory=dict)
 
 
 def collect_scores(db_url: str, assignment: str, outcomes: list[Outcome]) -> tuple[list[str], list[StudentScore]]:
@@ -74,10 +76,12 @@ def write_csvs(folder: Path, assignment: str, questions: list[str], rows: list[S
     with totals.open("w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(["student_id", "assignment", "score", "max_score", "status", "hidden_test_failed",
-                         "disagrees_with_repeat_outside_notebook", "tampering"])
+                         "disagrees_with_repeat_outside_notebook", "tampering", "hidden_test_messages"])
         for row in rows:
+            messages = " | ".join(f"{test}: {message}" for test, message in row.hidden_messages.items())
             writer.writerow([row.student, assignment, f"{row.score:g}", f"{row.max_score:g}", row.status,
-                             " ".join(row.hidden_failed), " ".join(row.overridden), " | ".join(row.findings)])
+                             " ".join(row.hidden_failed), " ".join(row.overridden), " | ".join(row.findings),
+                             messages])
     per_question = folder / f"{assignment}_questions.csv"
     with per_question.open("w", newline="") as fh:
         writer = csv.writer(fh)

@@ -18,8 +18,9 @@ GRADING_VARIABLE = "NBGRADER_EXECUTION"
 
 
 def grading() -> bool:
-    """True while a notebook is being autograded: it skips training and tests the handed-in model."""
-    return os.environ.get(GRADING_VARIABLE) == "autograde"
+    """True while a notebook is autograded or validated (nbgrader's Validate button, `course
+    validate`): it skips training and tests the handed-in model instead of overwriting it."""
+    return os.environ.get(GRADING_VARIABLE) in ("autograde", "validate")
 
 
 #: The notebooks' flag (``from dlcourse.runtime import GRADING``); a kernel's environment is

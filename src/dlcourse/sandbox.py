@@ -121,8 +121,9 @@ def device_env(device: str) -> dict[str, str]:
 
 
 def _bwrap_args(workdir: Path, devices: list[Path] | tuple[Path, ...] = ()) -> list[str]:
+    # --cap-drop ALL: run as root (CI), bubblewrap would otherwise keep root's capabilities inside.
     args = ["--unshare-net", "--unshare-pid", "--unshare-ipc", "--die-with-parent", "--new-session",
-            "--setenv", "DLCOURSE_CONFINED", "1",
+            "--cap-drop", "ALL", "--setenv", "DLCOURSE_CONFINED", "1",
             "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
     for node in devices:  # after --dev, so that they appear in the minimal /dev
         args += ["--dev-bind", str(node), str(node)]

@@ -85,6 +85,9 @@ def scan_source(source: str, where: str) -> list[str]:
             findings.append(f"{where}: refers to hidden files ({node.value[:40]!r})")
         if isinstance(node, ast.Name) and node.id == "__builtins__":
             findings.append(f"{where}: touches __builtins__")
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("dlcourse.grading") and \
+                any(a.name.startswith(("reference_", "_")) for a in node.names):
+            findings.append(f"{where}: imports the grader's internals from {node.module}")
     return sorted(set(findings))
 
 

@@ -28,7 +28,7 @@ import numpy as np
 from dlcourse.grading.compare import GradingFailure
 from dlcourse.grading.policy import TOLERANCE, relative_error
 from dlcourse.grading.references import Case
-from dlcourse.grading.spec import FunctionSpec, HandinContract, Produced, StandIn
+from dlcourse.grading.spec import FunctionSpec, HandinContract, Produced, StandIn, require_stand_in
 
 REFERENCE_FILE = "hidden_lstm_refs.npz"
 WINDOW_SHAPE = (200, 1)
@@ -306,8 +306,10 @@ def reference_lstm_cell_forward(x_t, h_prev, c_prev, kernel, recurrent_kernel, b
     """Stand-in for the student's ``lstm_cell_forward`` while ``lstm_forward`` is tested.
 
     One step of Keras's own ``LSTMCell`` (not a from-scratch LSTM: this package
-    is installed on students' machines), let through the recurrent-layer guard.
+    is installed on students' machines), let through the recurrent-layer guard. It
+    refuses to run as anyone's own ``lstm_cell_forward``.
     """
+    require_stand_in("lstm_cell_forward")
     weights = [np.asarray(w, dtype=np.float32) for w in (kernel, recurrent_kernel, bias)]
     _REFERENCE_RUNNING[0] += 1
     try:

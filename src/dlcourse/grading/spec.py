@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterable, Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -51,6 +52,16 @@ class StandIn:
 
 
 _MISSING = object()
+#: Names whose reference version is running right now, called through a stand-in.
+_STANDING_IN: ContextVar[frozenset[str]] = ContextVar("dlcourse_standing_in", default=frozenset())
+
+
+def require_stand_in(name: str) -> None:
+    """First line of a reference that must not serve as a student's own answer: it runs only
+    when called in place of the student's ``name``, while another function is tested."""
+    if name not in _STANDING_IN.get():
+        raise GradingFailure(f"the grader's reference {name} runs only in place of your {name} while "
+                             "another function's tests run: write your own")
 
 
 def _guarded(stand_in: StandIn, alive: list[bool]) -> Callable:
@@ -59,7 +70,11 @@ def _guarded(stand_in: StandIn, alive: list[bool]) -> Callable:
         if not alive[0]:
             raise GradingFailure(f"the reference {stand_in.name} is only available while another "
                                  "function's tests run")
-        return stand_in.reference(*args, **kwargs)
+        token = _STANDING_IN.set(_STANDING_IN.get() | {stand_in.name})
+        try:
+            return stand_in.reference(*args, **kwargs)
+        finally:
+            _STANDING_IN.reset(token)
     reference.__name__ = stand_in.name
     return reference
 
