@@ -231,10 +231,10 @@ def start_lab(artifacts, tmp_path) -> Iterator[Callable[..., Lab]]:
 
 
 def student_course(dest: Path) -> Path:
-    """A student's copy of the course: its configuration and the released lstm practical."""
-    dest.mkdir(parents=True)
-    shutil.copyfile(REPO / "nbgrader_config.py", dest / "nbgrader_config.py")
-    shutil.copytree(REPO / "assignments" / ASSIGNMENT, dest / "assignments" / ASSIGNMENT)
+    """The student edition as `course publish` writes it: what a student opens."""
+    from dlcourse.publish import publish
+
+    publish(Course(REPO), dest)
     return dest
 
 

@@ -11,7 +11,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from dlcourse.errors import CourseError
+from dlcourse.errors import run_command
 
 
 class _Parser(argparse.ArgumentParser):
@@ -357,20 +357,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     from dlcourse.autograde import QUIET_ENV
+    from dlcourse.runtime import GRADING_VARIABLE
 
     for key, value in QUIET_ENV.items():
-        if key != "NBGRADER_EXECUTION":
+        if key != GRADING_VARIABLE:
             os.environ.setdefault(key, value)
     tempfile.tempdir = None
     args = build_parser().parse_args(argv)
-    try:
-        return args.func(args)
-    except CourseError as exc:
-        print(f"course: error: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("course: interrupted", file=sys.stderr)
-        return 130
+    return run_command(lambda: args.func(args))
 
 
 if __name__ == "__main__":

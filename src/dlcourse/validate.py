@@ -24,7 +24,7 @@ from pathlib import Path
 
 from nbformat import NotebookNode
 
-from dlcourse.errors import CourseError
+from dlcourse.errors import CourseError, run_command
 from dlcourse.runtime import GRADING_VARIABLE
 
 #: Seconds one cell may run (training is skipped in the grader's mode).
@@ -351,14 +351,7 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("validate", help="run a copy of the notebook as the grader does and report each cell") \
         .add_argument("notebook")
     args = parser.parse_args(argv)
-    try:
-        return run(args.notebook)
-    except CourseError as exc:
-        print(f"course: error: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("course: interrupted", file=sys.stderr)
-        return 130
+    return run_command(lambda: run(args.notebook))
 
 
 if __name__ == "__main__":
