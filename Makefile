@@ -9,7 +9,7 @@ COURSE := $(BIN)/course
 export TF_CPP_MIN_LOG_LEVEL := 2
 export PYTHONWARNINGS := ignore::DeprecationWarning
 
-.PHONY: help setup demo test lint lab release grade check bench gpu-check clean
+.PHONY: help setup confinement demo test lint lab release grade check bench gpu-check clean
 
 help:
 	@echo "make demo       release the assignments and autograde the bundled example submissions"
@@ -37,8 +37,8 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 
 # Grading confines student code with bubblewrap: installed here when make runs as root
 # with apt-get (as in CI); otherwise one line says what to run. `course demo` then says
-# whether it grades confined.
-demo: $(STAMP)
+# whether it grades confined; the grading tests need it.
+confinement:
 	@command -v bwrap >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    echo "Installing bubblewrap (confines student code while grading)..."; \
@@ -47,9 +47,11 @@ demo: $(STAMP)
 	  else \
 	    echo "note: to confine student code while grading, run: sudo apt-get install bubblewrap"; \
 	  fi; }
+
+demo: $(STAMP) confinement
 	$(COURSE) demo
 
-test: $(STAMP)
+test: $(STAMP) confinement
 	$(BIN)/ruff check src tests benchmarks lectures nbgrader_config.py
 	$(BIN)/python -m pytest -n 2 tests
 	@if ls lectures/*.ipynb >/dev/null 2>&1; then \
