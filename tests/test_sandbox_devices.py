@@ -29,13 +29,13 @@ def test_every_node_the_cuda_runtime_opens_is_found(tmp_path):
 
 def test_gpu_nodes_are_bound_after_the_minimal_dev(tmp_path):
     nodes = sandbox.gpu_device_nodes(_fake_dev(tmp_path, GPU_NODES))
-    args = sandbox._bwrap_args(tmp_path, nodes)
+    args = sandbox.bwrap_args(tmp_path, nodes)
     dev_at = args.index("--dev")
     binds = [args[i + 1] for i, a in enumerate(args) if a == "--dev-bind"]
     assert binds == [str(n) for n in nodes]
     assert all(args.index(str(n)) > dev_at for n in nodes), "a bind before --dev would be hidden by it"
     assert "--unshare-net" in args and "--unshare-pid" in args, "the GPU changes nothing else"
-    assert "--dev-bind" not in sandbox._bwrap_args(tmp_path), "no device nodes on the CPU"
+    assert "--dev-bind" not in sandbox.bwrap_args(tmp_path), "no device nodes on the CPU"
 
 
 @pytest.mark.parametrize(("requested", "nodes", "resolved"), [

@@ -29,6 +29,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from dlcourse.archives import zip_bytes
 from dlcourse.autograde import Limits, Outcome, grade_submission
 from dlcourse.course import CONFIG_NAME, Course
 from dlcourse.errors import CourseError
@@ -42,15 +43,6 @@ TEMPLATE = "template.db"
 RESULT_ROOTS = ("course/autograded", "course/gradebook.db")
 #: Seconds to wait for a Dask scheduler before saying it cannot be reached.
 CONNECT_TIMEOUT = 20
-
-
-def _zip(files: dict[str, bytes]) -> bytes:
-    """A zip of ``files`` (name -> bytes) with fixed timestamps: equal content, equal bytes."""
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-        for name in sorted(files):
-            zf.writestr(zipfile.ZipInfo(name, date_time=(2020, 1, 1, 0, 0, 0)), files[name])
-    return buffer.getvalue()
 
 
 def _folder_files(folder: Path, prefix: str = "", skip: tuple[str, ...] = (".ipynb_checkpoints",)) -> dict[str, bytes]:
@@ -79,12 +71,12 @@ def make_bundle(course: Course, assignment: str, template_db: Path) -> bytes:
              f"solutions/{assignment}/{assignment}.ipynb": course.source_notebook(assignment).read_bytes()}
     for path in hidden_files(source):
         files[f"solutions/{assignment}/{path.relative_to(source).as_posix()}"] = path.read_bytes()
-    return _zip(files)
+    return zip_bytes(files)
 
 
 def pack_submission(course: Course, assignment: str, student: str) -> bytes:
     """The files one student handed in (as imported into submitted/)."""
-    return _zip(_folder_files(course.submitted / student / assignment))
+    return zip_bytes(_folder_files(course.submitted / student / assignment))
 
 
 _BUNDLES: dict[str, Path] = {}
@@ -111,7 +103,7 @@ def run_job(bundle: bytes, submission: bytes, assignment: str, student: str, lim
         import socket
 
         reason = f"worker {socket.gethostname()} cannot confine student code: {sandbox.detect().warning}"
-        return _zip({OUTCOME: json.dumps(asdict(Outcome(student, False, reason))).encode()})
+        return zip_bytes({OUTCOME: json.dumps(asdict(Outcome(student, False, reason))).encode()})
     cached = _bundle_folder(bundle)
     with tempfile.TemporaryDirectory(prefix="dlcourse-job-") as tmp:
         root = Path(tmp) / "view"
@@ -129,7 +121,7 @@ def run_job(bundle: bytes, submission: bytes, assignment: str, student: str, lim
                     files[name] = path.read_bytes()
                 elif path.is_dir():
                     files.update(_folder_files(path, f"{name}/", skip=(".ipynb_checkpoints", ".home")))
-        return _zip(files)
+        return zip_bytes(files)
 
 
 def unpack_result(data: bytes, dest: Path) -> Outcome:

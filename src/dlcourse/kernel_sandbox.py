@@ -26,7 +26,6 @@ working bubblewrap the kernel runs unconfined and says so in nbgrader's log
 from __future__ import annotations
 
 import contextlib
-import glob
 import os
 import shutil
 import signal
@@ -70,7 +69,8 @@ def confinement_wanted() -> tuple[bool, str]:
 
 def bwrap_command(cmd: list[str], workdir: Path, ipc_dir: Path) -> list[str]:
     """``cmd`` (a kernel) wrapped so that it sees the Python it needs, ``workdir`` and ``ipc_dir``."""
-    args = ["bwrap", *sandbox._bwrap_args(Path(workdir).resolve())]
+    # The rules of course grade's sandbox, capabilities dropped and the GPU (if any) bound in.
+    args = ["bwrap", *sandbox.bwrap_args(Path(workdir).resolve(), sandbox.gpu_device_nodes())]
     args += ["--bind", str(ipc_dir), str(ipc_dir), "--dir", SANDBOX_HOME]
     # ipykernel would take the namespace's init for a dead parent and stop; parent pid 1
     # turns its polling off (--die-with-parent ends the kernel with nbgrader instead).
@@ -80,12 +80,6 @@ def bwrap_command(cmd: list[str], workdir: Path, ipc_dir: Path) -> list[str]:
                       ("JUPYTER_RUNTIME_DIR", "runtime"), ("JUPYTER_DATA_DIR", "data"),
                       ("JUPYTER_CONFIG_DIR", "config"), ("XDG_CACHE_HOME", "cache")):
         args += ["--setenv", name, f"{SANDBOX_HOME}/{sub}"]
-    if os.geteuid() == 0:
-        # bwrap started by root keeps root's capabilities inside (mount, open_by_handle_at):
-        # a kernel needs none of them.
-        args += ["--cap-drop", "ALL"]
-    for device in sorted(glob.glob("/dev/nvidia*")):  # a GPU runtime keeps its GPU
-        args += ["--dev-bind", device, device]
     return [*args, "--", *cmd]
 
 

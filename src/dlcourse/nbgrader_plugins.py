@@ -143,15 +143,21 @@ class HideHiddenTests(Preprocessor):
         return cell, resources
 
 
-def _descendants() -> dict[int, float]:
-    """This process's descendants: pid -> start time (a pid alone could be reused)."""
+def _start_time(proc) -> float | None:
+    """When ``proc`` started (a pid alone could be reused); None once it is gone."""
     import psutil
 
-    found = {}
-    for proc in psutil.Process().children(recursive=True):
-        with contextlib.suppress(psutil.Error):
-            found[proc.pid] = proc.create_time()
-    return found
+    try:
+        return proc.create_time()
+    except psutil.Error:
+        return None
+
+
+def _descendants() -> dict[int, float | None]:
+    """This process's descendants: pid -> start time."""
+    import psutil
+
+    return {proc.pid: _start_time(proc) for proc in psutil.Process().children(recursive=True)}
 
 
 class RememberProcesses(Preprocessor):
@@ -199,12 +205,3 @@ class StopStudentProcesses(Preprocessor):
                 proc.kill()
         psutil.wait_procs(targets, timeout=5)
         return nb, resources
-
-
-def _start_time(proc) -> float | None:
-    import psutil
-
-    try:
-        return proc.create_time()
-    except psutil.Error:
-        return None

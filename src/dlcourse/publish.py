@@ -26,6 +26,7 @@ from pathlib import Path
 
 import nbformat
 
+from dlcourse.archives import zip_bytes
 from dlcourse.course import Course
 from dlcourse.errors import CourseError
 from dlcourse.nbgrader_plugins import is_handin, is_hidden
@@ -477,18 +478,6 @@ def edition_files(course: Course) -> dict[str, bytes]:
     for name in STUDENT_PACKAGE_DATA:
         files[f"src/dlcourse/{name}"] = (src / "dlcourse" / name).read_bytes()
     return files
-
-
-def zip_bytes(files: dict[str, bytes], folder: str) -> bytes:
-    """The edition as one zip with a top-level folder, byte for byte reproducible."""
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-        for name in sorted(files):
-            info = zipfile.ZipInfo(f"{folder}/{name}", date_time=(2020, 1, 1, 0, 0, 0))
-            info.compress_type = zipfile.ZIP_DEFLATED
-            info.external_attr = 0o644 << 16
-            zf.writestr(info, files[name])
-    return buffer.getvalue()
 
 
 @dataclass

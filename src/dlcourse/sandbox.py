@@ -53,7 +53,7 @@ def detect() -> Isolation:
     bwrap = shutil.which("bwrap")
     if not bwrap:
         return Isolation("none", "bubblewrap (bwrap) is not installed")
-    probe = subprocess.run([bwrap, *_bwrap_args(Path("/tmp")), "true"], capture_output=True, text=True)
+    probe = subprocess.run([bwrap, *bwrap_args(Path("/tmp")), "true"], capture_output=True, text=True)
     if probe.returncode != 0:
         reason = (probe.stderr.strip().splitlines() or ["unknown error"])[-1]
         return Isolation("none", f"bubblewrap cannot create namespaces here ({reason})")
@@ -120,7 +120,7 @@ def device_env(device: str) -> dict[str, str]:
     return {"CUDA_VISIBLE_DEVICES": "-1"} if device == "cpu" else {}
 
 
-def _bwrap_args(workdir: Path, devices: list[Path] | tuple[Path, ...] = ()) -> list[str]:
+def bwrap_args(workdir: Path, devices: list[Path] | tuple[Path, ...] = ()) -> list[str]:
     # --cap-drop ALL: run as root (CI), bubblewrap would otherwise keep root's capabilities inside.
     args = ["--unshare-net", "--unshare-pid", "--unshare-ipc", "--die-with-parent", "--new-session",
             "--cap-drop", "ALL", "--setenv", "DLCOURSE_CONFINED", "1",
@@ -139,7 +139,7 @@ def confined(cmd: list[str], workdir: Path, isolation: Isolation, device: str = 
     if isolation.kind != "bubblewrap":
         return cmd
     devices = gpu_device_nodes() if device == "gpu" else []
-    return ["bwrap", *_bwrap_args(Path(workdir).resolve(), devices), *cmd]
+    return ["bwrap", *bwrap_args(Path(workdir).resolve(), devices), *cmd]
 
 
 def child_env(workdir: Path, extra: dict[str, str]) -> dict[str, str]:
