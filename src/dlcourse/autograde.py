@@ -17,7 +17,7 @@ import json
 import shutil
 import socket
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import nbformat
@@ -65,6 +65,14 @@ class Outcome:
     @property
     def private_course(self) -> Path | None:
         return self.workdir / "course" if self.workdir else None
+
+    @classmethod
+    def from_json(cls, data: dict) -> Outcome:
+        """An outcome as written to JSON (a record, a job's result): other keys are ignored."""
+        names = {f.name for f in fields(cls)} - {"workdir"}
+        values = {k: v for k, v in data.items() if k in names}
+        values["verdicts"] = [Verdict(**v) for v in data.get("verdicts", [])]
+        return cls(**values)
 
 
 def precheck(notebook: Path, assignment: str) -> str | None:

@@ -27,7 +27,6 @@ from dlcourse.nbgrader_plugins import hidden_files
 from dlcourse.notebooks import read_notebook
 from dlcourse.reports import StudentScore, collect_scores, mark_pending, write_csvs, write_lms_csv
 from dlcourse.submissions import TIMESTAMP, ImportReport, import_submissions
-from dlcourse.verify import Verdict
 
 DEFAULT_TIMEOUT = 1800.0
 DEFAULT_MEMORY_GB = 4.0
@@ -129,12 +128,6 @@ def _read_record(course: Course, assignment: str, student: str) -> dict | None:
         return json.loads(_record_path(course, assignment, student).read_text())
     except (OSError, ValueError):
         return None
-
-
-def _outcome_from_record(record: dict) -> Outcome:
-    return Outcome(record["student"], record["ok"], record.get("reason", ""), record.get("seconds", 0.0),
-                   record.get("peak_memory", 0), record.get("findings", []),
-                   [Verdict(**v) for v in record.get("verdicts", [])], device=record.get("device", ""))
 
 
 def _write_record(course: Course, assignment: str, outcome: Outcome, inputs: dict[str, str],
@@ -435,7 +428,7 @@ def grade(
                             cluster)
     after = gradebook.totals(main_url, assignment)
     feedback, problem = refresh_feedback(course, assignment, students, main_url)
-    outcomes = {s: _outcome_from_record(_read_record(course, assignment, s)) for s in students}
+    outcomes = {s: Outcome.from_json(_read_record(course, assignment, s)) for s in students}
     questions, rows = collect_scores(main_url, assignment, [outcomes[s] for s in students])
     for row in rows:
         record = _read_record(course, assignment, row.student) or {}

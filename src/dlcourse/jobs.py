@@ -34,7 +34,6 @@ from dlcourse.autograde import Limits, Outcome, grade_submission
 from dlcourse.course import CONFIG_NAME, Course
 from dlcourse.errors import CourseError
 from dlcourse.nbgrader_plugins import hidden_files
-from dlcourse.verify import Verdict
 
 OUTCOME = "outcome.json"
 TEMPLATE = "template.db"
@@ -127,9 +126,7 @@ def run_job(bundle: bytes, submission: bytes, assignment: str, student: str, lim
 def unpack_result(data: bytes, dest: Path) -> Outcome:
     """The outcome of a job, its private course folder unpacked in ``dest`` (the parent's side)."""
     _unzip(data, dest)
-    raw = json.loads((dest / OUTCOME).read_text())
-    raw["verdicts"] = [Verdict(**v) for v in raw.get("verdicts", [])]
-    outcome = Outcome(**raw)
+    outcome = Outcome.from_json(json.loads((dest / OUTCOME).read_text()))
     outcome.workdir = dest if (dest / "course").is_dir() else None
     return outcome
 

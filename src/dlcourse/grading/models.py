@@ -37,16 +37,6 @@ def probe_outputs(model, layer_names, inputs: np.ndarray) -> dict[str, np.ndarra
     return {n: np.asarray(o) for n, o in zip(present, outputs, strict=True)}
 
 
-def compare_probes(model, case: Case) -> dict[str, bool]:
-    """For each probed inner layer: does the student's output equal the solution's?"""
-    from dlcourse.grading.policy import TOLERANCE, relative_error
-
-    got = probe_outputs(model, list(case.probes), case.inputs)
-    return {name: name in got and got[name].shape == want.shape
-            and relative_error(got[name], want) <= TOLERANCE
-            for name, want in case.probes.items()}
-
-
 def build_and_predict(build: Callable, case: Case, what: str):
     """The student's model for ``case`` with its reference weights, and its output (no comparison)."""
     model = wrap(build, case.inputs.shape[1:], what)
