@@ -276,9 +276,10 @@ def _grade_all(course: Course, assignment: str, plan: _Plan, template: Path, wor
             progress(len(done), len(plan.todo), done[-1])
 
     with jobs.job_executor(workers, cluster) as (pool, share):
-        bundle = share(jobs.make_bundle(course, assignment, template))
+        packed = jobs.make_bundle(course, assignment, template)
+        bundle = share(packed)
 
-        def submit(student: str):
+        def submit(student: str, bundle=bundle):
             return pool.submit(jobs.run_job, bundle, jobs.pack_submission(course, assignment, student),
                                assignment, student, limits)
 
@@ -290,8 +291,11 @@ def _grade_all(course: Course, assignment: str, plan: _Plan, template: Path, wor
                 again.append(futures[future])
             else:
                 finish(futures[future], None if error else future.result(), error)
-        for student in again:  # alone now: a neighbour's crash cannot take this job down
-            future = submit(student)
+        # Alone now: a neighbour's crash cannot take this job down. The bundle is shared afresh:
+        # a dead worker may have taken its copy (and Dask's verdict on it) along.
+        fresh = share(packed) if again else None
+        for student in again:
+            future = submit(student, fresh)
             error = _error_of(future)
             finish(student, None if error else future.result(), error)
     return done
