@@ -17,7 +17,7 @@ from nbgrader.preprocessors import (
     SaveAutoGrades,
 )
 
-from dlcourse import nbgrader_plugins
+from dlcourse.runner import nbgrader_plugins
 
 c = get_config()  # noqa: F821 - injected by traitlets
 nbgrader_plugins.environment_bin_on_path()
@@ -76,7 +76,7 @@ c.Autograde.autograde_preprocessors = [
 
 # Deleted test cells: nbgrader's own OverwriteCells.add_missing_cells fails on
 # cells whose nbgrader metadata has no grade_id (nbgrader 0.9.6); `course grade`
-# puts deleted test cells back itself (dlcourse.tamper.restore_deleted_tests)
+# puts deleted test cells back itself (dlcourse.runner.tamper.restore_deleted_tests)
 # before nbgrader overwrites every test cell from the gradebook.
 
 # Feedback shows that hidden tests ran and what failed, not their source.
@@ -94,7 +94,7 @@ from dlcourse.validate import name_cells_for_validate_button  # noqa: E402
 c.Execute.on_notebook_start = name_cells_for_validate_button
 c.Execute.on_cell_complete = name_cells_for_validate_button
 
-# --- JupyterLab panels: exchange (dlcourse.lab_exchange); autograde kernel (dlcourse.kernel_sandbox) ---
+# --- JupyterLab panels: exchange (dlcourse.lab_exchange); autograde kernel (dlcourse.runner.kernel_sandbox) ---
 # Assignments go out and come back through the LMS, never through nbgrader's
 # exchange. Its panels (Assignment List, Course List, formgrader) still read it
 # on every visit: a per-user folder, created on first use, makes them answer
@@ -108,7 +108,7 @@ c.ExchangeFactory.list = lab_exchange.PersonalExchangeList
 # student's kernel confined in bubblewrap (no network, no files of the TA's
 # outside the submission), as `course grade` does; validation keeps the
 # ordinary kernel. Keep this after the list of autograde preprocessors.
-from dlcourse import kernel_sandbox  # noqa: E402
+from dlcourse.runner import kernel_sandbox  # noqa: E402
 
 c.Autograde.autograde_preprocessors = kernel_sandbox.confine_autograde(
     c.Autograde.autograde_preprocessors

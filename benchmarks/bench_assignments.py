@@ -19,9 +19,9 @@ from pathlib import Path
 import nbformat
 from nbclient import NotebookClient
 
-from dlcourse.course import Course, scratch_course
-from dlcourse.examples import submissions_dir
-from dlcourse.grade import grade
+from dlcourse.authoring.examples import submissions_dir
+from dlcourse.runner.course import Course, scratch_course
+from dlcourse.runner.grade import grade
 
 
 def run_solution(course: Course, assignment: str) -> float:

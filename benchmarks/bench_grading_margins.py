@@ -20,10 +20,10 @@ sys.path.insert(0, str(REPO / "tests"))
 def main() -> None:
     from test_grading_policy import _error, define
 
+    from dlcourse.authoring.mutants import load_catalogue_module
     from dlcourse.grading import TOLERANCE
     from dlcourse.grading.inception import make_cases
-    from dlcourse.mutants import load_catalogue_module
-    from dlcourse.notebooks import cells_by_grade_id, read_notebook, strip_markers
+    from dlcourse.runner.notebooks import cells_by_grade_id, read_notebook, strip_markers
 
     cells = cells_by_grade_id(read_notebook(REPO / "solutions/inception/inception.ipynb"))
     solution = define("\n\n".join(strip_markers(cells[g].source)

@@ -32,12 +32,12 @@ from pathlib import Path
 import nbformat
 from nbclient import NotebookClient
 
-from dlcourse import nbgrader_api
-from dlcourse.autograde import QUIET_ENV
-from dlcourse.course import Course, scratch_course
-from dlcourse.examples import submissions_dir
-from dlcourse.grade import grade, register
-from dlcourse.nbgrader_plugins import hidden_files
+from dlcourse.authoring.examples import submissions_dir
+from dlcourse.runner import nbgrader_api
+from dlcourse.runner.autograde import QUIET_ENV
+from dlcourse.runner.course import Course, scratch_course
+from dlcourse.runner.grade import grade, register
+from dlcourse.runner.nbgrader_plugins import hidden_files
 
 KINDS = ("perfect", "partly_wrong", "untouched")
 

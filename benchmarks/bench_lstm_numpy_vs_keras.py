@@ -51,7 +51,7 @@ def main() -> None:
         tf.config.threading.set_inter_op_parallelism_threads(args.threads)
     import keras
 
-    from dlcourse.notebooks import solution_namespace
+    from dlcourse.runner.notebooks import solution_namespace
 
     ns = solution_namespace(REPO / "solutions" / "lstm" / "lstm.ipynb",
                             ("setup", "sigmoid", "lstm_cell_forward", "lstm_forward"))

@@ -9,7 +9,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 # nbgrader shells out to `alembic`; put this environment's bin/ first.
 os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
 
-from dlcourse.course import Course
+from dlcourse.runner.course import Course
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import nbformat
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from dlcourse.course import CONFIG_NAME, Course
+from dlcourse.runner.course import CONFIG_NAME, Course
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -63,7 +63,7 @@ TINY = notebook([
 
 def tiny_course(root: Path) -> Course:
     """A released one-function course: fast enough for pipeline and CLI tests."""
-    from dlcourse.release import release
+    from dlcourse.authoring.release import release
 
     course = make_course(root, {"tiny": TINY})
     release(course)
@@ -72,7 +72,7 @@ def tiny_course(root: Path) -> Course:
 
 def tiny_submission(course: Course, body: str | None = None) -> nbformat.NotebookNode:
     """The released notebook with ``double``'s body (None: the solution; '' : untouched)."""
-    from dlcourse.notebooks import fill_solutions, read_notebook, replace_cell_sources
+    from dlcourse.runner.notebooks import fill_solutions, read_notebook, replace_cell_sources
 
     release = read_notebook(course.release_notebook("tiny"))
     if body == "":

@@ -32,8 +32,8 @@ from typing import Any
 import nbformat
 import pytest
 
-from dlcourse import sandbox
-from dlcourse.course import Course, scratch_course
+from dlcourse.runner import sandbox
+from dlcourse.runner.course import Course, scratch_course
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -232,7 +232,7 @@ def start_lab(artifacts, tmp_path) -> Iterator[Callable[..., Lab]]:
 
 def student_course(dest: Path) -> Path:
     """The student edition as `course publish` writes it: what a student opens."""
-    from dlcourse.publish import publish
+    from dlcourse.authoring.publish import publish
 
     publish(Course(REPO), dest)
     return dest

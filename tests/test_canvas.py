@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from dlcourse import canvas
-from dlcourse.gradebook import Total
+from dlcourse.runner import canvas
+from dlcourse.runner.gradebook import Total
 
 EXPORT = (
     '\ufeffStudent,ID,SIS User ID,SIS Login ID,Section,"Residual blocks (88)",LSTM practical (4711),Notes\r\n'

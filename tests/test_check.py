@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from nbfactory import cell, make_course, notebook
 
-from dlcourse.check import autograde_gates, release_gate
-from dlcourse.release import release
+from dlcourse.authoring.check import autograde_gates, release_gate
+from dlcourse.authoring.release import release
 
 GOOD = notebook([
     cell("code", "def f():\n    ### BEGIN SOLUTION\n    return 1\n    ### END SOLUTION", "f", solution=True),
@@ -39,7 +39,7 @@ def test_release_gate_flags_a_stale_release(tmp_path):
     course = make_course(tmp_path / "c", {"a": GOOD})
     (course.root / "examples" / "a").mkdir(parents=True)
     release(course)
-    from dlcourse.examples import sync_examples
+    from dlcourse.authoring.examples import sync_examples
 
     sync_examples(course, "a")
     assert all(g.ok for g in release_gate(course))

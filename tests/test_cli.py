@@ -11,7 +11,7 @@ import nbformat
 import pytest
 from nbfactory import tiny_course, tiny_submission
 
-from dlcourse.course import Course
+from dlcourse.runner.course import Course
 
 REPO = Path(__file__).resolve().parents[1]
 COURSE = Path(sys.executable).parent / "course"

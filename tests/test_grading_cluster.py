@@ -23,7 +23,7 @@ import psutil
 import pytest
 from nbfactory import tiny_course, tiny_submission
 
-from dlcourse.grade import grade
+from dlcourse.runner.grade import grade
 
 pytestmark = pytest.mark.slow
 
@@ -77,7 +77,7 @@ class WorkerKiller(threading.Thread):
         """The worker process (the nanny's child) above the student's grading process."""
         for proc in psutil.process_iter(["cmdline"]):
             cmdline = proc.info["cmdline"] or []
-            if "dlcourse.autograde" in cmdline and student in cmdline:
+            if "dlcourse.runner.autograde" in cmdline and student in cmdline:
                 with contextlib.suppress(psutil.Error):
                     chain = [proc, *proc.parents()]
                     for child, parent in itertools.pairwise(chain):
@@ -132,8 +132,8 @@ def test_cluster_grades_like_local_and_survives_dead_workers(cluster, tmp_path):
 
 
 def test_an_unreachable_scheduler_is_one_clear_error(monkeypatch):
-    from dlcourse import jobs
     from dlcourse.errors import CourseError
+    from dlcourse.runner import jobs
 
     monkeypatch.setattr(jobs, "CONNECT_TIMEOUT", 2)
     with pytest.raises(CourseError, match=r"--cluster: cannot reach a Dask scheduler at 'tcp://127\.0\.0\.1:9'"), \

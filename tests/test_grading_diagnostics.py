@@ -42,7 +42,7 @@ EXPECTED = {
 def cases():
     from test_grading_policy import REPO as repo
 
-    from dlcourse.notebooks import cells_by_grade_id, read_notebook, strip_markers
+    from dlcourse.runner.notebooks import cells_by_grade_id, read_notebook, strip_markers
 
     cells = cells_by_grade_id(read_notebook(repo / "solutions/inception/inception.ipynb"))
     ns = define("\n\n".join(strip_markers(cells[g].source) for g in ("inception_module", "auxiliary_classifier")))

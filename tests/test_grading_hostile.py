@@ -1,4 +1,4 @@
-"""A hostile class, graded through the real runner (`dlcourse.grade.grade`, real nbgrader).
+"""A hostile class, graded through the real runner (`dlcourse.runner.grade.grade`, real nbgrader).
 
 Grading is confined by default: without bubblewrap `course grade` stops with one line
 naming both ways out, and runs unconfined only when asked (`--unconfined`).
@@ -29,12 +29,12 @@ import pytest
 from nbfactory import tiny_course, tiny_submission
 from nbformat.v4 import new_code_cell
 
-from dlcourse import sandbox
-from dlcourse.course import scratch_course
+from dlcourse.authoring.examples import reference_handins, submissions_dir
 from dlcourse.errors import CourseError
-from dlcourse.examples import reference_handins, submissions_dir
-from dlcourse.grade import grade
-from dlcourse.notebooks import grade_id, read_notebook, replace_cell_sources
+from dlcourse.runner import sandbox
+from dlcourse.runner.course import scratch_course
+from dlcourse.runner.grade import grade
+from dlcourse.runner.notebooks import grade_id, read_notebook, replace_cell_sources
 
 pytestmark = pytest.mark.slow
 
@@ -307,7 +307,7 @@ def test_cli_without_bubblewrap_refuses_then_grades_when_told(tmp_path):
 
 
 def test_demo_says_which_mode_it_grades_in(monkeypatch, capsys):
-    from dlcourse.cli import _demo_mode
+    from dlcourse.cli.main import _demo_mode
 
     monkeypatch.setattr(sandbox, "detect", lambda: sandbox.Isolation("none", "bubblewrap (bwrap) is not installed"))
     assert _demo_mode() is True

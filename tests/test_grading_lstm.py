@@ -24,7 +24,7 @@ from dlcourse.grading.lstm import (
     produce_lstm_forward,
 )
 from dlcourse.grading.references import load_cases
-from dlcourse.notebooks import cells_by_grade_id, read_notebook, strip_markers
+from dlcourse.runner.notebooks import cells_by_grade_id, read_notebook, strip_markers
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))

@@ -19,11 +19,11 @@ import pytest
 from nbfactory import make_course
 from test_nbgrader_traps import SOURCE
 
-from dlcourse import nbgrader_api
-from dlcourse.course import Course
-from dlcourse.grade import grade
-from dlcourse.notebooks import fill_solutions, read_notebook
-from dlcourse.release import release
+from dlcourse.authoring.release import release
+from dlcourse.runner import nbgrader_api
+from dlcourse.runner.course import Course
+from dlcourse.runner.grade import grade
+from dlcourse.runner.notebooks import fill_solutions, read_notebook
 
 pytestmark = pytest.mark.slow
 

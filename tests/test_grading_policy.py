@@ -18,7 +18,7 @@ from dlcourse.grading.inception import make_cases
 from dlcourse.grading.models import wrap
 from dlcourse.grading.policy import round_to_tf32, tf32_simulation
 from dlcourse.grading.weights import load_reference_weights
-from dlcourse.notebooks import cells_by_grade_id, read_notebook, strip_markers
+from dlcourse.runner.notebooks import cells_by_grade_id, read_notebook, strip_markers
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))

@@ -20,7 +20,7 @@ from nbfactory import tiny_course, tiny_submission
 from nbformat import write
 
 from dlcourse.errors import CourseError
-from dlcourse.grade import grade
+from dlcourse.runner.grade import grade
 
 pytestmark = pytest.mark.slow
 

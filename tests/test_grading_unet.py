@@ -11,7 +11,7 @@ import pytest
 from dlcourse.grading import GradingFailure, load_cases
 from dlcourse.grading import unet as checks
 from dlcourse.grading.registry import function_specs
-from dlcourse.notebooks import cells_by_grade_id, read_notebook, strip_markers
+from dlcourse.runner.notebooks import cells_by_grade_id, read_notebook, strip_markers
 
 SPECS = {spec.function: spec for spec in function_specs("unet")}
 

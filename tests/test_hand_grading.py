@@ -26,9 +26,9 @@ from nbfactory import tiny_course, tiny_submission
 from nbformat.v4 import new_markdown_cell
 from nbgrader.api import Gradebook
 
-from dlcourse import canvas
-from dlcourse.grade import grade
-from dlcourse.notebooks import grade_id, read_notebook
+from dlcourse.runner import canvas
+from dlcourse.runner.grade import grade
+from dlcourse.runner.notebooks import grade_id, read_notebook
 
 pytestmark = pytest.mark.slow
 
@@ -191,7 +191,7 @@ def test_canvas_export_filled_when_grading_is_complete(term):
 
 def test_formgrader_shows_names_times_and_failures(term):
     course, _runs = term
-    from dlcourse import nbgrader_api
+    from dlcourse.runner import nbgrader_api
 
     api = nbgrader_api.api(course)
     submissions = {s["student"]: s for s in api.get_submissions("tiny")}
@@ -228,8 +228,8 @@ def test_bad_canvas_exports_are_one_clear_error(tmp_path):
 @pytest.mark.filterwarnings("ignore::sqlalchemy.exc.SAWarning")  # nbgrader's add_submission autoflush
 def test_merge_keeps_hand_grades_and_flags_only_what_changed(tmp_path):
     """The merge rule on a real gradebook, without grading processes."""
-    from dlcourse import gradebook
-    from dlcourse.grade import register
+    from dlcourse.runner import gradebook
+    from dlcourse.runner.grade import register
 
     course = tiny_course(tmp_path / "course")
     main, private = f"sqlite:///{tmp_path / 'main.db'}", f"sqlite:///{tmp_path / 'private.db'}"

@@ -23,7 +23,7 @@ import pytest
 from nbfactory import tiny_course, tiny_submission
 from nbformat.v4 import new_code_cell
 
-from dlcourse import kernel_sandbox, sandbox
+from dlcourse.runner import kernel_sandbox, sandbox
 
 BIN = Path(sys.executable).parent
 
@@ -122,7 +122,7 @@ def test_the_course_configuration_confines_autograde_only(repo_course):
     """Autograde's Execute step is the confined one; nbgrader's validator keeps its own."""
     from nbgrader.preprocessors import Execute
 
-    from dlcourse import nbgrader_api
+    from dlcourse.runner import nbgrader_api
 
     steps = nbgrader_api.load_config(repo_course).Autograde.autograde_preprocessors
     assert kernel_sandbox.ConfinedExecute in steps and Execute not in steps

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from dlcourse.course import scratch_course
+from dlcourse.runner.course import scratch_course
 
 JUPYTER = Path(sys.executable).parent / "jupyter"
 

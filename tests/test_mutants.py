@@ -18,18 +18,23 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from dlcourse.course import scratch_course
-from dlcourse.examples import reference_handins
-from dlcourse.grade import grade
-from dlcourse.mutants import (
+from dlcourse.authoring.examples import reference_handins
+from dlcourse.authoring.mutants import (
     catalogue_path,
     judge,
     load_catalogue_module,
     own_tests,
     score_implementations,
 )
-from dlcourse.notebooks import fill_solutions, nbgrader_meta, read_notebook, replace_cell_sources
-from dlcourse.notebooks import grade_id as grade_id_of
+from dlcourse.runner.course import scratch_course
+from dlcourse.runner.grade import grade
+from dlcourse.runner.notebooks import (
+    fill_solutions,
+    nbgrader_meta,
+    read_notebook,
+    replace_cell_sources,
+)
+from dlcourse.runner.notebooks import grade_id as grade_id_of
 
 pytestmark = pytest.mark.slow
 ASSIGNMENTS = ["inception", "residual", "lstm", "unet"]
@@ -69,7 +74,7 @@ def _plain_nbgrader_scores(course, assignment: str) -> dict[str, dict[str, float
     """`nbgrader generate_assignment` and whole-class `nbgrader autograde`, as nbgrader's docs teach."""
     from nbgrader.api import Gradebook
 
-    from dlcourse import nbgrader_api
+    from dlcourse.runner import nbgrader_api
 
     for args in (["generate_assignment", assignment, "--force"], ["autograde", assignment, "--create"]):
         proc = subprocess.run([sys.executable, "-m", "nbgrader", *args], cwd=course.root, capture_output=True,

@@ -12,10 +12,10 @@ import nbformat
 import pytest
 from nbfactory import cell, make_course, notebook
 
-from dlcourse import nbgrader_api
-from dlcourse.grade import grade
-from dlcourse.notebooks import fill_solutions, find_leaks, read_notebook
-from dlcourse.release import release
+from dlcourse.authoring.release import release
+from dlcourse.runner import nbgrader_api
+from dlcourse.runner.grade import grade
+from dlcourse.runner.notebooks import fill_solutions, find_leaks, read_notebook
 
 NOISE = '''
 import os, sys, warnings

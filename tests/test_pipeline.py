@@ -9,9 +9,9 @@ import nbformat
 import pytest
 from nbfactory import tiny_course, tiny_submission
 
-from dlcourse.course import scratch_course
-from dlcourse.examples import STUDENTS, submissions_dir, sync_examples
-from dlcourse.grade import grade
+from dlcourse.authoring.examples import STUDENTS, submissions_dir, sync_examples
+from dlcourse.runner.course import scratch_course
+from dlcourse.runner.grade import grade
 
 pytestmark = pytest.mark.slow
 
@@ -99,7 +99,7 @@ def test_committed_examples_match_the_sources(repo_course, tmp_path):
     shutil.copytree(repo_course.root / "assignments", copy / "assignments")
     shutil.copyfile(repo_course.root / "nbgrader_config.py", copy / "nbgrader_config.py")
     (copy / "solutions").symlink_to(repo_course.solutions)
-    from dlcourse.course import Course
+    from dlcourse.runner.course import Course
 
     stale = copy / "examples" / "submissions" / "inception" / "perfect" / "inception.ipynb"
     stale.write_text(stale.read_text().replace("return int(", "return float("))

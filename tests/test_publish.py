@@ -23,10 +23,7 @@ import pytest
 from nbfactory import cell, notebook
 
 from dlcourse import colab
-from dlcourse.course import Course
-from dlcourse.errors import CourseError
-from dlcourse.notebooks import fill_solutions, read_notebook
-from dlcourse.publish import (
+from dlcourse.authoring.publish import (
     STUDENT_ENTRY_POINTS,
     STUDENT_SIDE,
     Secrets,
@@ -39,6 +36,9 @@ from dlcourse.publish import (
     scan,
     zip_bytes,
 )
+from dlcourse.errors import CourseError
+from dlcourse.runner.course import Course
+from dlcourse.runner.notebooks import fill_solutions, read_notebook
 
 REPO = Path(__file__).resolve().parents[1]
 SRC = REPO / "src"
@@ -79,6 +79,27 @@ def test_student_side_is_exactly_what_notebooks_import(course):
     assert closure(SRC, needed) == set(STUDENT_SIDE)
 
 
+TA_PACKAGES = ("dlcourse.runner", "dlcourse.authoring", "dlcourse.cli")
+
+
+def test_a_student_kernel_loads_no_ta_code(course):
+    """What the notebooks import, imported for real in a fresh interpreter (not read from the
+    source): no module of the runner, the authoring tools or the CLI comes along."""
+    needed = set(STUDENT_ENTRY_POINTS)
+    for nb in published_notebooks(course):
+        needed |= notebook_imports(nb, SRC)
+    code = ("import importlib, sys\n"
+            f"for m in {sorted(needed)!r}: importlib.import_module(m)\n"
+            "print('\\n'.join(sorted(m for m in sys.modules if m.split('.')[0] == 'dlcourse')))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    loaded = set(proc.stdout.split())
+    assert needed <= loaded
+    assert not [m for m in loaded if m.startswith(TA_PACKAGES)], "a student import pulls in the TA side"
+    assert loaded <= set(STUDENT_SIDE), loaded - set(STUDENT_SIDE)
+
+
 @pytest.mark.parametrize("module", STUDENT_SIDE)
 def test_no_student_module_imports_a_ta_module(module):
     assert module_imports(SRC, module) <= set(STUDENT_SIDE), f"{module} imports TA-side code"
@@ -110,9 +131,10 @@ def test_edition_holds_what_students_need_and_nothing_of_the_ta(course, edition)
     modules = {p.removeprefix("src/").removesuffix(".py").replace("/", ".").removesuffix(".__init__")
                for p in files if p.startswith("src/") and p.endswith(".py")}
     assert modules == set(STUDENT_SIDE)
-    for absent in ("cli", "grade", "autograde", "verify", "mutants", "publish", "grading.registry",
-                   "data.regenerate", "nbgrader_plugins", "notebooks"):
+    for absent in ("grading.registry", "data.regenerate"):
         assert f"src/dlcourse/{absent.replace('.', '/')}.py" not in files
+    for package in ("runner", "authoring", "cli"):  # the TA side lives in these subpackages
+        assert not any(f.startswith(f"src/dlcourse/{package}/") for f in files)
     assert not [f for f in files if "hidden_" in f or f.startswith(("solutions/", "tests/", "examples/"))]
     assert (edition / "Makefile").read_text().count("\nsetup:") == 1
     assert "course = \"dlcourse.validate:main\"" in (edition / "pyproject.toml").read_text()
@@ -332,8 +354,8 @@ def test_edition_sets_up_and_validates_on_its_own(course, edition, tmp_path):
     course_cmd = copy / ".venv" / "bin" / "course"
     where = subprocess.run([str(copy / ".venv" / "bin" / "python"), "-c",
                             "import dlcourse, importlib.util as u; print(dlcourse.__file__, "
-                            "u.find_spec('dlcourse.publish'))"], capture_output=True, text=True, env=env)
-    assert where.stdout.split() == [str(copy / "src" / "dlcourse" / "__init__.py"), "None"]
+                            "u.find_spec('dlcourse.authoring'), u.find_spec('dlcourse.runner'))"], capture_output=True, text=True, env=env)
+    assert where.stdout.split() == [str(copy / "src" / "dlcourse" / "__init__.py"), "None", "None"]
 
     assignments = course.assignment_ids() if os.environ.get("DLCOURSE_EDITION_ALL") else ["lstm"]
     failing = {}
@@ -398,7 +420,7 @@ def test_edition_nbgrader_config_wires_the_validate_button(edition):
     ("HANDIN.check()", False), ("SIGMOID.check(sigmoid)", False), ("h_t = sigmoid(z_o) * np.tanh(c_t)", False),
 ])
 def test_which_lines_are_too_common_to_count(line, trivial):
-    from dlcourse.publish import is_trivial
+    from dlcourse.authoring.publish import is_trivial
 
     assert is_trivial(line) is trivial
 
@@ -410,7 +432,7 @@ def test_relative_links_of_the_edition_notebooks_resolve(edition):
 
 
 def test_publish_fails_and_writes_no_zip_when_the_edition_leaks(course, tmp_path, monkeypatch):
-    import dlcourse.publish as publish_module
+    import dlcourse.authoring.publish as publish_module
 
     real = publish_module.edition_files
 

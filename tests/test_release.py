@@ -5,8 +5,8 @@ from __future__ import annotations
 import nbformat
 from nbfactory import cell, make_course, notebook
 
-from dlcourse.notebooks import find_leaks, read_notebook
-from dlcourse.release import release
+from dlcourse.authoring.release import release
+from dlcourse.runner.notebooks import find_leaks, read_notebook
 
 SOURCE = notebook([
     cell("code", "def f():\n    ### BEGIN SOLUTION\n    return 1\n    ### END SOLUTION", "f", solution=True),

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from dlcourse import sandbox
-from dlcourse.course import Course
 from dlcourse.errors import CourseError
+from dlcourse.runner import sandbox
+from dlcourse.runner.course import Course
 
 
 def _fake_dev(tmp_path: Path, names: tuple[str, ...]) -> Path:
@@ -58,7 +58,7 @@ def test_on_the_cpu_frameworks_see_no_gpu():
 def test_course_grade_refuses_gpu_without_one_in_a_line(tmp_path):
     from nbfactory import tiny_course
 
-    from dlcourse.grade import grade
+    from dlcourse.runner.grade import grade
 
     course: Course = tiny_course(tmp_path / "course")
     with pytest.raises(CourseError, match=r"^--device gpu: this machine has no NVIDIA device nodes"):

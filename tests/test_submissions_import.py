@@ -8,8 +8,8 @@ import pytest
 from nbfactory import TINY, make_course
 
 from dlcourse.errors import CourseError
-from dlcourse.submissions import import_submissions
-from dlcourse.tamper import restore_deleted_tests, scan_notebook, scan_source
+from dlcourse.runner.submissions import import_submissions
+from dlcourse.runner.tamper import restore_deleted_tests, scan_notebook, scan_source
 
 
 def _zip(path, members: dict[str, bytes]):
@@ -89,7 +89,7 @@ def test_scan_leaves_honest_code_alone(code):
 def test_edited_and_deleted_test_cells_are_found_and_restored():
     from copy import deepcopy
 
-    from dlcourse.notebooks import grade_id
+    from dlcourse.runner.notebooks import grade_id
 
     edited = deepcopy(TINY)
     for cell in edited.cells:

@@ -20,17 +20,17 @@ import numpy as np
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
-from dlcourse import verify
-from dlcourse.autograde import Outcome
-from dlcourse.grade import trusted_overrides
-from dlcourse.gradebook import trusted_grades
 from dlcourse.grading.compare import GradingFailure
 from dlcourse.grading.references import Case
 from dlcourse.grading.spec import FunctionSpec, HandinContract, Produced, StandIn, isolated
-from dlcourse.nbgrader_plugins import AutogradeFileCopier
-from dlcourse.sandbox import run_limited
-from dlcourse.tamper import scan_notebook
-from dlcourse.verify import Verdict
+from dlcourse.runner import verify
+from dlcourse.runner.autograde import Outcome
+from dlcourse.runner.grade import trusted_overrides
+from dlcourse.runner.gradebook import trusted_grades
+from dlcourse.runner.nbgrader_plugins import AutogradeFileCopier
+from dlcourse.runner.sandbox import run_limited
+from dlcourse.runner.tamper import scan_notebook
+from dlcourse.runner.verify import Verdict
 
 # --------------------------------------------------------------------------- specs and the repeat
 
@@ -288,7 +288,7 @@ def test_outside_course_grade_only_processes_of_this_run_are_stopped(monkeypatch
     """Formgrader autogrades inside the Jupyter server: the TA's own kernels must survive."""
     import subprocess
 
-    from dlcourse.nbgrader_plugins import RememberProcesses, StopStudentProcesses
+    from dlcourse.runner.nbgrader_plugins import RememberProcesses, StopStudentProcesses
 
     monkeypatch.delenv("DLCOURSE_CONFINED", raising=False)
     sleep = [sys.executable, "-c", "import time; time.sleep(60)"]

@@ -7,11 +7,11 @@ import pytest
 from nbfactory import cell, make_course, notebook
 from nbformat.v4 import new_output
 
-from dlcourse.course import Course
 from dlcourse.errors import CourseError
-from dlcourse.nbgrader_api import failure_reason
-from dlcourse.nbgrader_plugins import AutogradeFileCopier, StderrIsNotFailure, is_hidden
-from dlcourse.notebooks import (
+from dlcourse.runner.course import Course
+from dlcourse.runner.nbgrader_api import failure_reason
+from dlcourse.runner.nbgrader_plugins import AutogradeFileCopier, StderrIsNotFailure, is_hidden
+from dlcourse.runner.notebooks import (
     fill_solutions,
     find_leaks,
     read_notebook,
@@ -19,7 +19,7 @@ from dlcourse.notebooks import (
     solution_namespace,
     strip_markers,
 )
-from dlcourse.submissions import import_folder, import_submissions
+from dlcourse.runner.submissions import import_folder, import_submissions
 
 SOURCE = notebook([
     cell("code", "import math", "setup", locked=True),

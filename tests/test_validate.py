@@ -12,7 +12,7 @@ import nbformat
 import pytest
 from nbfactory import cell, make_course, notebook
 
-from dlcourse.notebooks import read_notebook, replace_cell_sources
+from dlcourse.runner.notebooks import read_notebook, replace_cell_sources
 from dlcourse.validate import Verdict, judge, name_cells_for_validate_button
 
 COURSE = Path(sys.executable).parent / "course"
@@ -41,7 +41,7 @@ SOURCE = notebook([
 
 @pytest.fixture(scope="module")
 def released(tmp_path_factory) -> nbformat.NotebookNode:
-    from dlcourse.release import release
+    from dlcourse.authoring.release import release
 
     course = make_course(tmp_path_factory.mktemp("validate") / "course", {"tiny": SOURCE})
     release(course)

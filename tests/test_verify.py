@@ -7,10 +7,10 @@ import re
 
 import pytest
 
-from dlcourse.course import Course
 from dlcourse.grading.registry import function_specs, handin_contracts, spec_problems
-from dlcourse.notebooks import grade_id, read_notebook
-from dlcourse.verify import verified_test_ids
+from dlcourse.runner.course import Course
+from dlcourse.runner.notebooks import grade_id, read_notebook
+from dlcourse.runner.verify import verified_test_ids
 
 ASSIGNMENTS = ["inception", "residual", "lstm", "unet"]
 

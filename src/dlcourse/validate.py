@@ -44,7 +44,7 @@ _SKIP_DIRS = {".ipynb_checkpoints", "__pycache__", ".git", ".venv"}
 
 def read_notebook(path: Path) -> NotebookNode:
     """Read a notebook; a broken file is a one-line CourseError (this module ships without
-    the TA side's ``dlcourse.notebooks``)."""
+    the TA side's ``dlcourse.runner.notebooks``)."""
     import nbformat
 
     try:

@@ -1,7 +1,7 @@
 """Typical mistakes (mutants) and alternative correct solutions for `lstm`."""
 
-from dlcourse.mutants import alternative as _correct
-from dlcourse.mutants import mutant as _mutant
+from dlcourse.authoring.mutants import alternative as _correct
+from dlcourse.authoring.mutants import mutant as _mutant
 
 _CELL = '''
 def lstm_cell_forward(x_t, h_prev, c_prev, kernel, recurrent_kernel, bias):

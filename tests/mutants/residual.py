@@ -1,7 +1,7 @@
 """Typical mistakes (mutants) and alternative correct solutions for `residual`."""
 
-from dlcourse.mutants import alternative as _correct
-from dlcourse.mutants import mutant as _mutant
+from dlcourse.authoring.mutants import alternative as _correct
+from dlcourse.authoring.mutants import mutant as _mutant
 
 _RESIDUAL = '''
 def residual_block(x, filters, stride=1, name="res"):

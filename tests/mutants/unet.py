@@ -4,8 +4,8 @@ Each entry replaces one solution cell. Mutants must lose marks on their own
 grade_id only; alternatives must keep full marks.
 """
 
-from dlcourse.mutants import alternative as _correct
-from dlcourse.mutants import mutant as _mutant
+from dlcourse.authoring.mutants import alternative as _correct
+from dlcourse.authoring.mutants import mutant as _mutant
 
 # --- receptive_field ----------------------------------------------------------------
 

@@ -9,12 +9,12 @@ from typing import Any
 
 import numpy as np
 
-from dlcourse.course import Course
 from dlcourse.grading import inception, lstm, residual, unet
 from dlcourse.grading.policy import relative_error
 from dlcourse.grading.references import Case, load_cases, save_cases
 from dlcourse.grading.spec import HIDDEN_BEGIN, HIDDEN_END, FunctionSpec, HandinContract
-from dlcourse.notebooks import cells_by_grade_id, grade_id, read_notebook, solution_namespace
+from dlcourse.runner.course import Course
+from dlcourse.runner.notebooks import cells_by_grade_id, grade_id, read_notebook, solution_namespace
 
 #: Stored outputs may differ from a fresh run by float round-off only.
 REPRODUCTION_TOLERANCE = 1e-5

@@ -6,7 +6,7 @@ reference cases it reads, how the student's function is called on a case
 functions are replaced by reference versions while it runs (``stand_ins``),
 and how an output is compared and diagnosed (``judge``). The hidden test cell
 inside the notebook calls :meth:`FunctionSpec.check`; the repeat outside the
-kernel (:mod:`dlcourse.verify`) calls ``run`` in a confined process and
+kernel (:mod:`dlcourse.runner.verify`) calls ``run`` in a confined process and
 ``judge`` in the trusted one. Both paths use the same code, so they cannot
 drift apart, and both give the same message.
 

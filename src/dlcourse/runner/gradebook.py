@@ -53,7 +53,7 @@ def trusted_grades(main_url: str, assignment: str, notebook: Path) -> dict[str, 
 
     from nbgrader.utils import determine_grade
 
-    from dlcourse.notebooks import grade_id, read_notebook
+    from dlcourse.runner.notebooks import grade_id, read_notebook
 
     nb = read_notebook(notebook)
     with Gradebook(main_url) as gb:
@@ -185,7 +185,7 @@ def totals(url: str, assignment: str) -> dict[str, Total]:
 def pending_cells(url: str, assignment: str, student: str) -> dict[str, dict[str, str]]:
     """Per notebook, the cells whose score is not final: ``"not graded yet"`` (no score from
     anyone) or ``"under review"`` (a hand grade whose automatic outcome changed)."""
-    from dlcourse.reports import NOT_GRADED, UNDER_REVIEW
+    from dlcourse.runner.reports import NOT_GRADED, UNDER_REVIEW
 
     with Gradebook(url) as gb:
         submission = gb.find_submission(assignment, student)

@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 
-from dlcourse.course import Course
 from dlcourse.errors import CourseError
-from dlcourse.nbgrader_plugins import is_handin
+from dlcourse.runner.course import Course
+from dlcourse.runner.nbgrader_plugins import is_handin
 
 _STUDENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]*$")
 _CANVAS = re.compile(r"^(?P<name>[^_/]+)_(?:(?P<late>LATE)_)?(?P<uid>\d+)_(?P<sub>\d+)_(?P<file>.+)$")

@@ -26,11 +26,11 @@ from pathlib import Path
 
 import nbformat
 
-from dlcourse.archives import zip_bytes
-from dlcourse.course import Course
 from dlcourse.errors import CourseError
-from dlcourse.nbgrader_plugins import is_handin, is_hidden
-from dlcourse.notebooks import nbgrader_meta, read_notebook
+from dlcourse.runner.archives import zip_bytes
+from dlcourse.runner.course import Course
+from dlcourse.runner.nbgrader_plugins import is_handin, is_hidden
+from dlcourse.runner.notebooks import nbgrader_meta, read_notebook
 
 #: The student side of dlcourse: every module the lecture and assignment
 #: notebooks import, transitively, plus the edition's own entry points. Only
@@ -170,7 +170,7 @@ def check_student_side(course: Course, src: Path) -> None:
         missing = sorted(notebook_imports(nb, src) - allowed)
         if missing:
             raise CourseError(f"{nb.relative_to(course.root)} imports {', '.join(missing)}, which is not "
-                              "student side (dlcourse.publish.STUDENT_SIDE)")
+                              "student side (dlcourse.authoring.publish.STUDENT_SIDE)")
     for module in STUDENT_SIDE:
         missing = sorted(module_imports(src, module) - allowed)
         if missing:

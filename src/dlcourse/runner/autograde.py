@@ -3,10 +3,10 @@
 For each submission the trusted parent builds a throw-away folder holding a
 minimal nbgrader course (configuration, the assignment's hidden files, a copy
 of the submission and a private gradebook) and, beside it, a *challenge* for
-:mod:`dlcourse.verify`. Two confined children run side by side under one
+:mod:`dlcourse.runner.verify`. Two confined children run side by side under one
 wall-clock deadline and one memory budget: nbgrader's autograde of the
 notebook, and the repetition of the hidden tests outside the kernel. Nothing
-here writes to the course; :mod:`dlcourse.grade` merges the results.
+here writes to the course; :mod:`dlcourse.runner.grade` merges the results.
 
 Run as a module it is the autograde child (inside the confinement).
 """
@@ -22,14 +22,14 @@ from pathlib import Path
 
 import nbformat
 
-from dlcourse import sandbox
-from dlcourse.course import CONFIG_NAME, Course
 from dlcourse.errors import CourseError
-from dlcourse.nbgrader_plugins import handin_files, hidden_files
-from dlcourse.notebooks import read_notebook
+from dlcourse.runner import sandbox
+from dlcourse.runner.course import CONFIG_NAME, Course
+from dlcourse.runner.nbgrader_plugins import handin_files, hidden_files
+from dlcourse.runner.notebooks import read_notebook
+from dlcourse.runner.tamper import restore_deleted_tests, scan_notebook
+from dlcourse.runner.verify import Verdict, judge_outputs, verified_test_ids, write_challenge
 from dlcourse.runtime import GRADING_VARIABLE
-from dlcourse.tamper import restore_deleted_tests, scan_notebook
-from dlcourse.verify import Verdict, judge_outputs, verified_test_ids, write_challenge
 
 #: Environment of the grading children and so of the student's kernel.
 QUIET_ENV = {
@@ -134,15 +134,15 @@ def grade_submission(course: Course, assignment: str, student: str, template_db:
     prepare(course, assignment, student, template_db, workdir)
     private, verify_dir = workdir / "course", workdir / "verify"
     # Unconfined (--unconfined) means unconfined: the kernel manager of plain nbgrader would
-    # otherwise confine the kernel on its own (dlcourse.kernel_sandbox).
+    # otherwise confine the kernel on its own (dlcourse.runner.kernel_sandbox).
     unconfined = {} if limits.isolation.kind == "bubblewrap" else {"DLCOURSE_UNCONFINED": "1"}
     env = sandbox.child_env(workdir, {**QUIET_ENV, **sandbox.device_env(device), **unconfined})
     python = sys.executable
-    jobs = [(sandbox.confined([python, "-m", "dlcourse.autograde", str(private), assignment, student],
+    jobs = [(sandbox.confined([python, "-m", "dlcourse.runner.autograde", str(private), assignment, student],
                               private, limits.isolation, device), private)]
     repeat = bool(verified_test_ids(assignment))
     if repeat:
-        jobs.append((sandbox.confined([python, "-m", "dlcourse.verify", str(verify_dir)], verify_dir,
+        jobs.append((sandbox.confined([python, "-m", "dlcourse.runner.verify", str(verify_dir)], verify_dir,
                                       limits.isolation, device), verify_dir))
     finished = sandbox.run_limited(jobs, env, limits.timeout, limits.memory_bytes)
     graded = finished[0]
@@ -163,7 +163,7 @@ def grade_submission(course: Course, assignment: str, student: str, template_db:
 
 
 def _worker(root: str, assignment: str, student: str) -> int:
-    from dlcourse import nbgrader_api
+    from dlcourse.runner import nbgrader_api
 
     course = Course(Path(root))
     result = nbgrader_api.api(course).autograde(assignment, student, force=True, create=True)

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import nbformat
 
-from dlcourse.course import Course
-from dlcourse.notebooks import cells_by_grade_id, nbgrader_meta, read_notebook, strip_markers
+from dlcourse.runner.course import Course
+from dlcourse.runner.notebooks import cells_by_grade_id, nbgrader_meta, read_notebook, strip_markers
 
 
 @dataclass(frozen=True)

@@ -18,15 +18,21 @@ from pathlib import Path
 
 import nbformat
 
-from dlcourse import canvas, gradebook, jobs, nbgrader_api, sandbox
-from dlcourse.autograde import Limits, Outcome
-from dlcourse.canvas import CanvasReport
-from dlcourse.course import Course
 from dlcourse.errors import CourseError
-from dlcourse.nbgrader_plugins import hidden_files
-from dlcourse.notebooks import read_notebook
-from dlcourse.reports import StudentScore, collect_scores, mark_pending, write_csvs, write_lms_csv
-from dlcourse.submissions import TIMESTAMP, ImportReport, import_submissions
+from dlcourse.runner import canvas, gradebook, jobs, nbgrader_api, sandbox
+from dlcourse.runner.autograde import Limits, Outcome
+from dlcourse.runner.canvas import CanvasReport
+from dlcourse.runner.course import Course
+from dlcourse.runner.nbgrader_plugins import hidden_files
+from dlcourse.runner.notebooks import read_notebook
+from dlcourse.runner.reports import (
+    StudentScore,
+    collect_scores,
+    mark_pending,
+    write_csvs,
+    write_lms_csv,
+)
+from dlcourse.runner.submissions import TIMESTAMP, ImportReport, import_submissions
 
 DEFAULT_TIMEOUT = 1800.0
 DEFAULT_MEMORY_GB = 4.0

@@ -10,9 +10,9 @@ from typing import Any
 from traitlets.config import Config
 from traitlets.config.loader import PyFileConfigLoader
 
-from dlcourse.course import CONFIG_NAME, Course
 from dlcourse.errors import CourseError
-from dlcourse.nbgrader_plugins import environment_bin_on_path
+from dlcourse.runner.course import CONFIG_NAME, Course
+from dlcourse.runner.nbgrader_plugins import environment_bin_on_path
 
 
 def load_config(course: Course, **overrides: dict[str, Any]) -> Config:

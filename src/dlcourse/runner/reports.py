@@ -9,7 +9,7 @@ from pathlib import Path
 
 from nbgrader.api import Gradebook, MissingEntry
 
-from dlcourse.autograde import Outcome
+from dlcourse.runner.autograde import Outcome
 
 
 @dataclass
@@ -124,7 +124,7 @@ def mark_pending(html: str, notebook: str, pending: dict[str, str]) -> str:
 
 def write_lms_csv(folder: Path, db_url: str) -> Path:
     """``grades.csv``: one row per student, score and maximum of every assignment, for an LMS import."""
-    from dlcourse.gradebook import assignment_scores
+    from dlcourse.runner.gradebook import assignment_scores
 
     assignments, scores = assignment_scores(db_url)
     path = folder / "grades.csv"

@@ -12,7 +12,7 @@ Both sides are built from the same :class:`~dlcourse.grading.spec.FunctionSpec`
 and :class:`~dlcourse.grading.spec.HandinContract` as the hidden test cells,
 so a verdict here carries the message the student's feedback shows.
 
-Run as a module it is that confined process: ``python -m dlcourse.verify DIR``.
+Run as a module it is that confined process: ``python -m dlcourse.runner.verify DIR``.
 """
 
 from __future__ import annotations
@@ -27,11 +27,11 @@ from pathlib import Path
 
 import numpy as np
 
-from dlcourse.course import Course
 from dlcourse.grading.references import Case, load_cases, save_cases
 from dlcourse.grading.registry import function_specs, handin_contracts, reference_sets
 from dlcourse.grading.spec import FunctionSpec, HandinContract, Produced, failure_message
-from dlcourse.notebooks import (
+from dlcourse.runner.course import Course
+from dlcourse.runner.notebooks import (
     cells_by_grade_id,
     grade_id,
     nbgrader_meta,

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import nbformat
 
-from dlcourse.course import Course
-from dlcourse.notebooks import fill_solutions, read_notebook, replace_cell_sources
+from dlcourse.runner.course import Course
+from dlcourse.runner.notebooks import fill_solutions, read_notebook, replace_cell_sources
 
 STUDENTS = ("perfect", "untouched", "partly_wrong", "broken")
 

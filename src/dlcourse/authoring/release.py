@@ -7,10 +7,10 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from dlcourse import nbgrader_api
-from dlcourse.course import Course
 from dlcourse.errors import CourseError
-from dlcourse.notebooks import find_leaks
+from dlcourse.runner import nbgrader_api
+from dlcourse.runner.course import Course
+from dlcourse.runner.notebooks import find_leaks
 
 
 def build_release(course: Course, assignment: str, dest: Path) -> Path:

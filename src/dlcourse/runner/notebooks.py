@@ -100,7 +100,7 @@ def solution_namespace(path: str | Path, grade_ids: Iterable[str]) -> dict[str, 
 
 def find_leaks(folder: str | Path) -> list[str]:
     """What in a student-facing folder must not be there: markers or hidden files."""
-    from dlcourse.nbgrader_plugins import is_handin, is_hidden
+    from dlcourse.runner.nbgrader_plugins import is_handin, is_hidden
 
     problems = []
     for path in sorted(Path(folder).rglob("*")):

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dlcourse.errors import CourseError
-from dlcourse.gradebook import Total
+from dlcourse.runner.gradebook import Total
 
 #: Columns that identify a student, in the order a gradebook id is looked up.
 ID_COLUMNS = ("ID", "SIS Login ID", "SIS User ID")

@@ -26,9 +26,9 @@ def _console():
 
 
 def cmd_release(args: argparse.Namespace) -> int:
-    from dlcourse.course import Course
-    from dlcourse.examples import sync_examples
-    from dlcourse.release import release
+    from dlcourse.authoring.examples import sync_examples
+    from dlcourse.authoring.release import release
+    from dlcourse.runner.course import Course
 
     course = Course.find()
     if args.assignment:
@@ -101,8 +101,8 @@ class _ProgressBar:
 
 
 def cmd_grade(args: argparse.Namespace) -> int:
-    from dlcourse.course import Course
-    from dlcourse.grade import grade
+    from dlcourse.runner.course import Course
+    from dlcourse.runner.grade import grade
 
     course = Course.find()
     course.require_assignment(args.assignment)
@@ -126,7 +126,7 @@ def cmd_grade(args: argparse.Namespace) -> int:
 
 def _print_grade_report(result, feedback: Path) -> None:
     """What a TA must see after grading: imports, changes, the table, where the files are."""
-    from dlcourse.reports import score_table
+    from dlcourse.runner.reports import score_table
 
     if result.imported:
         for line in result.imported.renamed:
@@ -174,8 +174,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_publish(args: argparse.Namespace) -> int:
-    from dlcourse.course import Course
-    from dlcourse.publish import publish
+    from dlcourse.authoring.publish import publish
+    from dlcourse.runner.course import Course
 
     report = publish(Course.find(), Path(args.dest), make_zip=args.zip, check=args.check)
     for line in report.warnings:
@@ -203,8 +203,8 @@ def cmd_publish(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from dlcourse.check import run_checks
-    from dlcourse.course import Course
+    from dlcourse.authoring.check import run_checks
+    from dlcourse.runner.course import Course
 
     def show(gate) -> None:
         mark = "PASS" if gate.ok else "FAIL"
@@ -216,10 +216,10 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from dlcourse.course import Course, scratch_course
-    from dlcourse.examples import submissions_dir
-    from dlcourse.grade import grade
-    from dlcourse.reports import score_table
+    from dlcourse.authoring.examples import submissions_dir
+    from dlcourse.runner.course import Course, scratch_course
+    from dlcourse.runner.grade import grade
+    from dlcourse.runner.reports import score_table
 
     course = Course.find()
     print("== course release")
@@ -240,7 +240,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def _demo_mode() -> bool:
     """Confined where bubblewrap works; otherwise unconfined, said out loud (the demo grades the
     course's own examples, which `course grade` would refuse without --unconfined)."""
-    from dlcourse import sandbox
+    from dlcourse.runner import sandbox
 
     found = sandbox.detect()
     if found.kind == "bubblewrap":
@@ -252,8 +252,8 @@ def _demo_mode() -> bool:
 
 
 def cmd_references(args: argparse.Namespace) -> int:
-    from dlcourse.course import Course
     from dlcourse.grading.registry import REFERENCE_SETS, compare_references, write_references
+    from dlcourse.runner.course import Course
 
     course = Course.find()
     if args.assignment:
@@ -273,9 +273,9 @@ def cmd_references(args: argparse.Namespace) -> int:
 
 
 def cmd_gpu_check(args: argparse.Namespace) -> int:
-    from dlcourse.course import Course
-    from dlcourse.gpucheck import format_report, gpu_check
+    from dlcourse.authoring.gpucheck import format_report, gpu_check
     from dlcourse.grading.registry import REFERENCE_SETS
+    from dlcourse.runner.course import Course
 
     course = Course.find()
     ids = [course.require_assignment(args.assignment)] if args.assignment else \
@@ -356,7 +356,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from dlcourse.autograde import QUIET_ENV
+    from dlcourse.runner.autograde import QUIET_ENV
     from dlcourse.runtime import GRADING_VARIABLE
 
     for key, value in QUIET_ENV.items():

@@ -12,13 +12,13 @@ from pathlib import Path
 
 import nbformat
 
-from dlcourse import sandbox
-from dlcourse.course import Course, scratch_course
+from dlcourse.authoring.examples import reference_handins, sync_examples
+from dlcourse.authoring.release import release
 from dlcourse.errors import CourseError
-from dlcourse.examples import reference_handins, sync_examples
-from dlcourse.grade import grade
-from dlcourse.notebooks import fill_solutions, find_leaks, read_notebook
-from dlcourse.release import release
+from dlcourse.runner import sandbox
+from dlcourse.runner.course import Course, scratch_course
+from dlcourse.runner.grade import grade
+from dlcourse.runner.notebooks import fill_solutions, find_leaks, read_notebook
 
 
 @dataclass
@@ -62,7 +62,12 @@ def reference_gate(course: Course, assignment: str) -> list[Gate]:
 
 def mutant_gate(course: Course, assignment: str) -> list[Gate]:
     """Gate 4: every mutant loses marks on its own grade_id only; alternatives keep them."""
-    from dlcourse.mutants import catalogue_path, judge, load_catalogue_module, score_implementations
+    from dlcourse.authoring.mutants import (
+        catalogue_path,
+        judge,
+        load_catalogue_module,
+        score_implementations,
+    )
 
     path = catalogue_path(course, assignment)
     if not path.is_file():

@@ -2,7 +2,7 @@
 
 This is the report, not the defence: edited or deleted test cells are restored
 by nbgrader (``OverwriteCells``), and the hidden tests are repeated outside the
-student's kernel (:mod:`dlcourse.verify`), so none of these can buy points.
+student's kernel (:mod:`dlcourse.runner.verify`), so none of these can buy points.
 The findings tell the TA who tried.
 """
 
@@ -13,7 +13,7 @@ import re
 
 from nbformat import NotebookNode
 
-from dlcourse.notebooks import grade_id, nbgrader_meta
+from dlcourse.runner.notebooks import grade_id, nbgrader_meta
 
 #: Module roots whose attributes a student's cell has no business replacing.
 GUARDED_ROOTS = {"np", "numpy", "keras", "tf", "tensorflow", "dlcourse", "builtins", "__builtins__",

@@ -11,11 +11,11 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from dlcourse.course import Course
+from dlcourse.authoring.mutants import catalogue_path, load_catalogue_module, score_implementations
 from dlcourse.grading.policy import TOLERANCE, relative_error
 from dlcourse.grading.references import load_cases
 from dlcourse.grading.registry import compute, reference_sets
-from dlcourse.mutants import catalogue_path, load_catalogue_module, score_implementations
+from dlcourse.runner.course import Course
 
 
 @dataclass

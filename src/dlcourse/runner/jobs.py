@@ -9,7 +9,7 @@ memory, the reason for a failure). A worker -- a thread of `course grade`, or
 a Dask worker on another machine -- needs the course's Python environment and
 bubblewrap, not the course folder, the course's gradebook or database
 credentials. The trusted parent keeps what only it may do: trusted scores,
-overrides, the merge, feedback and CSVs (:mod:`dlcourse.grade`).
+overrides, the merge, feedback and CSVs (:mod:`dlcourse.runner.grade`).
 """
 
 from __future__ import annotations
@@ -29,11 +29,11 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from dlcourse.archives import zip_bytes
-from dlcourse.autograde import Limits, Outcome, grade_submission
-from dlcourse.course import CONFIG_NAME, Course
 from dlcourse.errors import CourseError
-from dlcourse.nbgrader_plugins import hidden_files
+from dlcourse.runner.archives import zip_bytes
+from dlcourse.runner.autograde import Limits, Outcome, grade_submission
+from dlcourse.runner.course import CONFIG_NAME, Course
+from dlcourse.runner.nbgrader_plugins import hidden_files
 
 OUTCOME = "outcome.json"
 TEMPLATE = "template.db"
@@ -96,7 +96,7 @@ def _bundle_folder(bundle: bytes) -> Path:
 
 def run_job(bundle: bytes, submission: bytes, assignment: str, student: str, limits: Limits) -> bytes:
     """Grade one submission; bytes in, bytes out. Never raises for what the submission does."""
-    from dlcourse import sandbox
+    from dlcourse.runner import sandbox
 
     if limits.isolation.kind == "bubblewrap" and sandbox.detect().kind != "bubblewrap":
         import socket

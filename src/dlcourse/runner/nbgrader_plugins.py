@@ -182,7 +182,7 @@ class StopStudentProcesses(Preprocessor):
     (its own PID namespace, marked by ``DLCOURSE_CONFINED``) every process but
     this one and its ancestors is killed. Elsewhere (plain nbgrader, formgrader's
     button) only descendants that started during this notebook's execution are:
-    the kernel itself runs confined there (:mod:`dlcourse.kernel_sandbox`), so
+    the kernel itself runs confined there (:mod:`dlcourse.runner.kernel_sandbox`), so
     its processes end with it, and the server's other children -- the TA's own
     kernels -- are not this run's.
     """

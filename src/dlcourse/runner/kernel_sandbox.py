@@ -1,10 +1,10 @@
 """Confine the kernel that nbgrader's own autograde starts: plain `nbgrader autograde` and formgrader.
 
 `course grade` confines the whole grading process (nbgrader and the kernel) in
-bubblewrap (:mod:`dlcourse.sandbox`). A TA can also grade without it: plain
+bubblewrap (:mod:`dlcourse.runner.sandbox`). A TA can also grade without it: plain
 ``nbgrader autograde`` from the course folder, or formgrader's Autograde button,
 which runs nbgrader inside the Jupyter server with the TA's rights. Here the
-kernel itself is started confined, with the rules of :mod:`dlcourse.sandbox`: a
+kernel itself is started confined, with the rules of :mod:`dlcourse.runner.sandbox`: a
 new network namespace (nothing but its own, empty loopback), a new PID namespace
 that dies with the kernel, and a file-system view of the Python installation
 (read-only) plus the submission's own folder; the TA's home, the course, the
@@ -40,7 +40,7 @@ from jupyter_client.manager import AsyncKernelManager
 from nbgrader.preprocessors import Execute
 from traitlets import Float
 
-from dlcourse import sandbox
+from dlcourse.runner import sandbox
 
 #: Variables a confined kernel keeps from nbgrader's environment; all others
 #: (tokens, the TA's paths, Jupyter's parent-process handles) are dropped.

@@ -1,0 +1,5 @@
+"""The `course` command (TA side)."""
+
+from dlcourse.cli.main import main
+
+__all__ = ["main"]

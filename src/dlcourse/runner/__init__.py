@@ -1,0 +1,1 @@
+"""TA side: grading submissions (runner, confinement, verification, gradebook, reports)."""
