@@ -108,3 +108,35 @@ def fit_over_seeds(
                 variable.assign(value)
         results.append(train(model))
     return results
+
+
+# --------------------------------------------------------------------------
+# Segmentation losses for the lecture's loss comparison
+# --------------------------------------------------------------------------
+
+
+def sparse_soft_dice_loss(
+    num_classes: int, first_class: int = 1, eps: float = 1.0
+) -> Callable[[Any, Any], Any]:
+    """A soft Dice loss (Milletari et al., 2016) for integer label maps, as a Keras loss.
+
+    ``loss(y_true, y_pred)`` takes labels ``(batch, H, W)`` and softmax
+    probabilities ``(batch, H, W, num_classes)``. Each class ``c`` from
+    ``first_class`` on scores ``(2 sum p t + eps) / (sum p + sum t + eps)``, its
+    sums taken over every pixel of the batch; the loss is 1 minus the mean of
+    these scores. ``first_class=1`` leaves the background (label 0) out, so
+    every structure weighs the same and the easy, dominant background adds
+    nothing; ``first_class=0`` averages over all classes.
+    """
+    from keras import ops
+
+    def soft_dice_loss(y_true: Any, y_pred: Any) -> Any:
+        labels = ops.cast(ops.reshape(y_true, ops.shape(y_pred)[:-1]), "int32")
+        target = ops.one_hot(labels, num_classes, dtype=y_pred.dtype)
+        axes = tuple(range(len(y_pred.shape) - 1))
+        overlap = ops.sum(target * y_pred, axis=axes)
+        total = ops.sum(target, axis=axes) + ops.sum(y_pred, axis=axes)
+        scores = (2.0 * overlap + eps) / (total + eps)
+        return 1.0 - ops.mean(scores[first_class:])
+
+    return soft_dice_loss
