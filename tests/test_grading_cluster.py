@@ -66,7 +66,8 @@ def cluster(tmp_path):
 
 class WorkerKiller(threading.Thread):
     """Kills the Dask worker process that grades a given student: once for ``once``, every time for
-    ``always``. A worker is found by its grading child's command line, which names the student."""
+    ``always``. A worker is found by the student's confined kernel, whose sandbox binds the
+    student's folder (``.../autograded/<student>/...``) and which runs below the worker."""
 
     def __init__(self, once: str, always: str) -> None:
         super().__init__(daemon=True)
@@ -74,10 +75,10 @@ class WorkerKiller(threading.Thread):
         self.stop = threading.Event()
 
     def _worker_of(self, student: str) -> psutil.Process | None:
-        """The worker process (the nanny's child) above the student's grading process."""
+        """The worker process (the nanny's child) above the student's kernel."""
         for proc in psutil.process_iter(["cmdline"]):
             cmdline = proc.info["cmdline"] or []
-            if "dlcourse.runner.autograde" in cmdline and student in cmdline:
+            if "ipykernel_launcher" in cmdline and f"/autograded/{student}/" in " ".join(cmdline):
                 with contextlib.suppress(psutil.Error):
                     chain = [proc, *proc.parents()]
                     for child, parent in itertools.pairwise(chain):

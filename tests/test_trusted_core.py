@@ -6,17 +6,19 @@
 - ``grade.trusted_overrides``: only cells that exist and passed inside the kernel are zeroed;
 - ``tamper.scan_notebook``: what a TA is told;
 - ``nbgrader_plugins.AutogradeFileCopier``: hidden files come from the source, never the student;
-- ``sandbox.run_limited``: time and memory limits hold.
+- ``sandbox.watch``: time and memory limits hold over a whole process tree.
 """
 
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 from pathlib import Path
 
 import nbformat
 import numpy as np
+import psutil
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
@@ -28,7 +30,7 @@ from dlcourse.runner.autograde import Outcome
 from dlcourse.runner.grade import trusted_overrides
 from dlcourse.runner.gradebook import trusted_grades
 from dlcourse.runner.nbgrader_plugins import AutogradeFileCopier
-from dlcourse.runner.sandbox import run_limited
+from dlcourse.runner.sandbox import kill, tree, watch
 from dlcourse.runner.tamper import scan_notebook
 from dlcourse.runner.verify import Verdict
 
@@ -257,31 +259,35 @@ def test_hidden_files_come_from_the_source_and_models_from_the_student(tmp_path,
 
 # --------------------------------------------------------------------------- limits
 
-def _job(tmp_path: Path, name: str, code: str) -> tuple[list[str], Path]:
-    folder = tmp_path / name
-    folder.mkdir()
-    return [sys.executable, "-c", code], folder
+def _watched(code: str, timeout: float | None, memory_bytes: int | None):
+    """Start ``code`` in a child, watch its process tree, stop it at a limit as the grader does."""
+    proc = subprocess.Popen([sys.executable, "-c", code], env={"PATH": "/usr/bin:/bin"},
+                            stdout=subprocess.PIPE, text=True, start_new_session=True)
+    root = psutil.Process(proc.pid)
+    watched = watch(lambda: tree(root), lambda: proc.poll() is not None, timeout, memory_bytes)
+    if watched.limit:
+        kill(tree(root))
+    out = proc.communicate()[0]
+    return watched, proc.returncode, out
 
 
-def test_time_limit_stops_a_hanging_child(tmp_path):
-    job = _job(tmp_path, "hang", "import time\ntime.sleep(60)")
-    finished = run_limited([job], {"PATH": "/usr/bin:/bin"}, timeout=1.0, memory_bytes=None)
-    assert finished[0].limit.startswith("time limit of 1 s") and finished[0].seconds < 10
+def test_time_limit_stops_a_hanging_child():
+    watched, _code, _out = _watched("import time\ntime.sleep(60)", timeout=1.0, memory_bytes=None)
+    assert watched.limit.startswith("time limit of 1 s") and watched.seconds < 10
 
 
-def test_memory_limit_counts_the_whole_process_tree(tmp_path):
+def test_memory_limit_counts_the_whole_process_tree():
     hog = ("import subprocess, sys, time\n"
            "code = 'import numpy as np, time; a = np.ones(2**27); time.sleep(30)'\n"
            "subprocess.Popen([sys.executable, '-c', code])\ntime.sleep(30)")
-    job = _job(tmp_path, "hog", hog)
-    finished = run_limited([job], {"PATH": "/usr/bin:/bin"}, timeout=60, memory_bytes=2**29)
-    assert finished[0].limit.startswith("memory limit of 0.5 GB") and finished[0].seconds < 30
+    watched, _code, _out = _watched(hog, timeout=60, memory_bytes=2**29)
+    assert watched.limit.startswith("memory limit of 0.5 GB") and watched.seconds < 30
+    assert watched.peak_memory > 2**29
 
 
-def test_an_honest_child_is_left_alone(tmp_path):
-    job = _job(tmp_path, "ok", "print('done')")
-    finished = run_limited([job], {"PATH": "/usr/bin:/bin"}, timeout=30, memory_bytes=2**30)
-    assert finished[0].limit == "" and finished[0].returncode == 0 and finished[0].stdout.strip() == "done"
+def test_an_honest_child_is_left_alone():
+    watched, code, out = _watched("print('done')", timeout=30, memory_bytes=2**30)
+    assert watched.limit == "" and code == 0 and out.strip() == "done"
 
 
 def test_outside_course_grade_only_processes_of_this_run_are_stopped(monkeypatch):

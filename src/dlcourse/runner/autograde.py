@@ -1,29 +1,27 @@
-"""Grade one submission in a private, confined working folder.
+"""Grade one submission in a private working folder, student code confined.
 
 For each submission the trusted parent builds a throw-away folder holding a
 minimal nbgrader course (configuration, the assignment's hidden files, a copy
 of the submission and a private gradebook) and, beside it, a *challenge* for
-:mod:`dlcourse.runner.verify`. Two confined children run side by side under one
-wall-clock deadline and one memory budget: nbgrader's autograde of the
-notebook, and the repetition of the hidden tests outside the kernel. Nothing
-here writes to the course; :mod:`dlcourse.runner.grade` merges the results.
-
-Run as a module it is the autograde child (inside the confinement).
+:mod:`dlcourse.runner.verify`. Two warm processes of this thread
+(:mod:`dlcourse.runner.warm`) take them side by side: nbgrader's autograde of
+the notebook (its kernel confined) and the repetition of the hidden tests
+outside the kernel (in a confined child). The student's processes of both
+share one wall-clock deadline and one memory budget. Nothing here writes to
+the course; :mod:`dlcourse.runner.grade` merges the results.
 """
 
 from __future__ import annotations
 
-import json
 import shutil
 import socket
-import sys
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import nbformat
 
 from dlcourse.errors import CourseError
-from dlcourse.runner import sandbox
+from dlcourse.runner import sandbox, warm
 from dlcourse.runner.course import CONFIG_NAME, Course
 from dlcourse.runner.nbgrader_plugins import handin_files, hidden_files
 from dlcourse.runner.notebooks import read_notebook
@@ -108,19 +106,15 @@ def prepare(course: Course, assignment: str, student: str, template_db: Path, wo
                     workdir / "verify")
 
 
-def _last_json(text: str) -> dict | None:
-    for line in reversed(text.strip().splitlines()):
-        try:
-            value = json.loads(line)
-        except ValueError:
-            continue
-        return value if isinstance(value, dict) else None
-    return None
-
-
 def grade_submission(course: Course, assignment: str, student: str, template_db: Path, workdir: Path,
                      limits: Limits) -> Outcome:
-    """Autograde and verify one submission in ``workdir``; never raises for a bad submission."""
+    """Autograde and verify one submission in ``workdir``; never raises for a bad submission.
+
+    The work goes to this thread's warm processes (:mod:`dlcourse.runner.warm`):
+    the autograde worker and the repeat server run side by side, and the
+    student's processes of both (the kernel, the forked child) share one
+    deadline and one memory budget.
+    """
     submitted = course.submitted / student / assignment
     reason = precheck(submitted / f"{assignment}.ipynb", assignment)
     if reason:
@@ -133,28 +127,16 @@ def grade_submission(course: Course, assignment: str, student: str, template_db:
         return Outcome(student, False, f"{exc} (graded on {socket.gethostname()})")
     prepare(course, assignment, student, template_db, workdir)
     private, verify_dir = workdir / "course", workdir / "verify"
-    # Unconfined (--unconfined) means unconfined: the kernel manager of plain nbgrader would
-    # otherwise confine the kernel on its own (dlcourse.runner.kernel_sandbox).
-    unconfined = {} if limits.isolation.kind == "bubblewrap" else {"DLCOURSE_UNCONFINED": "1"}
-    env = sandbox.child_env(workdir, {**QUIET_ENV, **sandbox.device_env(device), **unconfined})
-    python = sys.executable
-    jobs = [(sandbox.confined([python, "-m", "dlcourse.runner.autograde", str(private), assignment, student],
-                              private, limits.isolation, device), private)]
     repeat = bool(verified_test_ids(assignment))
-    if repeat:
-        jobs.append((sandbox.confined([python, "-m", "dlcourse.runner.verify", str(verify_dir)], verify_dir,
-                                      limits.isolation, device), verify_dir))
-    finished = sandbox.run_limited(jobs, env, limits.timeout, limits.memory_bytes)
-    graded = finished[0]
-    outcome = Outcome(student, False, seconds=max(f.seconds for f in finished),
-                      peak_memory=graded.peak_memory, findings=findings, workdir=workdir, device=device)
-    if graded.limit:
-        outcome.reason = graded.limit
+    outcome = Outcome(student, False, findings=findings, workdir=workdir, device=device)
+    try:
+        watched, result = _run_warm(private, verify_dir, assignment, student, limits, device, repeat)
+    except warm.WarmProcessDied as exc:
+        outcome.reason = f"grading process died: {exc}"
         return outcome
-    result = _last_json(graded.stdout)
-    if result is None:
-        tail = (graded.stderr.strip().splitlines() or ["no output"])[-1]
-        outcome.reason = f"grading process died (exit {graded.returncode}): {tail[:200]}"
+    outcome.seconds, outcome.peak_memory = watched.seconds, watched.peak_memory
+    if watched.limit:
+        outcome.reason = watched.limit
         return outcome
     outcome.ok = bool(result.get("success"))
     outcome.reason = str(result.get("reason", ""))
@@ -162,15 +144,46 @@ def grade_submission(course: Course, assignment: str, student: str, template_db:
     return outcome
 
 
-def _worker(root: str, assignment: str, student: str) -> int:
-    from dlcourse.runner import nbgrader_api
+def _run_warm(private: Path, verify_dir: Path, assignment: str, student: str, limits: Limits, device: str,
+              repeat: bool) -> tuple[sandbox.Watched, dict]:
+    """Both halves on this thread's warm processes, under the limits; the repeat is tried again
+    once on a fresh server if its server died (a submission that kills it fails both times)."""
+    # Unconfined (--unconfined) means unconfined: the kernel manager would otherwise confine the
+    # kernel on its own (dlcourse.runner.kernel_sandbox).
+    unconfined = {} if limits.isolation.kind == "bubblewrap" else {"DLCOURSE_UNCONFINED": "1"}
+    env = {**QUIET_ENV, **sandbox.device_env(device), **unconfined}
+    slot = warm.slot()
+    worker, server = slot.prepare(limits.isolation, device, env, repeat)
+    job = server.submit(verify_dir) if server else None
+    worker.submit(private, assignment, student)
 
-    course = Course(Path(root))
-    result = nbgrader_api.api(course).autograde(assignment, student, force=True, create=True)
-    reason = "" if result["success"] else nbgrader_api.failure_reason(result)
-    print(json.dumps({"success": bool(result["success"]), "reason": reason}))
-    return 0
+    def students() -> list:
+        return worker.student_processes() + (server.student_processes() if server else [])
 
+    def finished() -> bool:
+        return worker.answered() and (server is None or server.answered())
 
-if __name__ == "__main__":
-    sys.exit(_worker(*sys.argv[1:4]))
+    watched = sandbox.watch(students, finished, limits.timeout, limits.memory_bytes)
+    if watched.limit:
+        sandbox.kill(students())
+    try:
+        result = worker.result(warm.GRACE_SECONDS)
+    except warm.WarmProcessDied:
+        slot.close()  # the repeat's answer is not wanted any more: both start afresh
+        raise
+    if server is not None:
+        try:
+            server.collect(job, verify_dir, warm.GRACE_SECONDS)
+        except warm.WarmProcessDied:
+            if watched.limit:
+                return watched, result
+            server = slot.restart_repeat(limits.isolation, device, env)
+            job = server.submit(verify_dir)
+            again = sandbox.watch(server.student_processes, server.answered,
+                                  max(limits.timeout - watched.seconds, 1.0), limits.memory_bytes)
+            if again.limit:
+                sandbox.kill(server.student_processes())
+            server.collect(job, verify_dir, warm.GRACE_SECONDS)
+            watched = sandbox.Watched(again.limit, watched.seconds + again.seconds,
+                                      max(watched.peak_memory, again.peak_memory))
+    return watched, result

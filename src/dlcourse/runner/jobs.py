@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from dlcourse.errors import CourseError
+from dlcourse.runner import warm
 from dlcourse.runner.archives import zip_bytes
 from dlcourse.runner.autograde import Limits, Outcome, grade_submission
 from dlcourse.runner.course import CONFIG_NAME, Course
@@ -141,8 +142,11 @@ def job_executor(workers: int, cluster: str | None = None) -> Iterator[tuple[Exe
     its job run again elsewhere (up to the scheduler's ``allowed-failures``).
     """
     if cluster is None:
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            yield pool, lambda data: data
+        try:
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                yield pool, lambda data: data
+        finally:
+            warm.close_all()  # the threads' warm processes end with the batch
         return
     try:
         from distributed import Client

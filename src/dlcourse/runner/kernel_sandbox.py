@@ -31,7 +31,6 @@ import shutil
 import signal
 import tempfile
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +51,6 @@ KEPT_ENV = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "PYTHONPATH", "PYTHONHAS
             "TF_FORCE_GPU_ALLOW_GROWTH", "XLA_FLAGS", "CUDA_VISIBLE_DEVICES", "LD_LIBRARY_PATH")
 #: Home, caches and Jupyter's files of a confined kernel: a private tmpfs.
 SANDBOX_HOME = "/tmp/home"
-WATCH_SECONDS = 0.5
 
 
 def confinement_wanted() -> tuple[bool, str]:
@@ -139,25 +137,22 @@ class ConfinedKernelManager(AsyncKernelManager):
         pid = getattr(self.provisioner, "pid", None)
         if pid is None:
             return
+        try:
+            root = psutil.Process(pid)
+        except psutil.Error:
+            return
         memory = int(self.memory_gb * 2**30) if self.memory_gb else None
-        deadline = time.monotonic() + self.timeout if self.timeout else None
+
+        def gone() -> bool:
+            return not root.is_running() or root.status() == psutil.STATUS_ZOMBIE
 
         def watch() -> None:
-            try:
-                root = psutil.Process(pid)
-                while root.is_running() and root.status() != psutil.STATUS_ZOMBIE:
-                    if memory and sandbox._tree_rss(root) > memory:
-                        self.limit_hit = f"memory limit of {self.memory_gb:g} GB exceeded"
-                    elif deadline and time.monotonic() > deadline:
-                        self.limit_hit = f"time limit of {self.timeout:g} s exceeded"
-                    if self.limit_hit:
-                        self.log.error("Kernel killed: %s", self.limit_hit)
-                        with contextlib.suppress(ProcessLookupError):
-                            os.kill(pid, signal.SIGKILL)  # bwrap: the sandbox dies with it
-                        return
-                    threading.Event().wait(WATCH_SECONDS)
-            except psutil.Error:
-                return
+            with contextlib.suppress(psutil.Error):
+                self.limit_hit = sandbox.watch(lambda: sandbox.tree(root), gone, self.timeout, memory).limit
+            if self.limit_hit:
+                self.log.error("Kernel killed: %s", self.limit_hit)
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)  # bwrap: the sandbox dies with it
 
         self._watchdog = threading.Thread(target=watch, name="kernel-memory-watchdog", daemon=True)
         self._watchdog.start()

@@ -1,19 +1,19 @@
-"""Run untrusted grading work in a confined child process with time and memory limits.
+"""Confine untrusted student code, and watch it against time and memory limits.
 
 Confinement uses bubblewrap (Debian package ``bubblewrap``) when it is present
-and works: the child and everything it starts (nbgrader's client and the
-student's kernel) get a new network namespace with only loopback (the kernel
-and its client still talk over it), a new PID namespace that dies with the
-child, and a file-system view of the Python installation (read-only) plus the
-submission's own working folder; the course, the other submissions, the
-gradebook and the home folder are not there. Without working bubblewrap
-:func:`required` refuses to run student code unless the TA asked for an
-unconfined run explicitly.
+and works. What runs student code -- the kernel of each notebook
+(:mod:`dlcourse.runner.kernel_sandbox`) and the repeat server of
+:mod:`dlcourse.runner.warm` -- gets a new network namespace with only its own
+loopback, new PID and IPC namespaces that die with it, no capabilities, and a
+file-system view of the Python installation (read-only) plus its own working
+folder; the course, the other submissions, the gradebook and the home folder
+are not there. Without working bubblewrap :func:`required` refuses to run
+student code unless the TA asked for an unconfined run explicitly.
 
-Limits are watched from outside: wall-clock time for the whole child, and the
-summed resident memory of its process tree. An address-space rlimit would be
-simpler but TensorFlow reserves several GiB of address space at import, so it
-cannot express "2 GiB of real memory".
+Limits are watched from outside (:func:`watch`): wall-clock time, and the
+summed resident memory of the student's processes. An address-space rlimit
+would be simpler but TensorFlow reserves several GiB of address space at
+import, so it cannot express "2 GiB of real memory".
 """
 
 from __future__ import annotations
@@ -21,11 +21,11 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import sysconfig
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -156,85 +156,54 @@ def child_env(workdir: Path, extra: dict[str, str]) -> dict[str, str]:
 
 
 @dataclass
-class Finished:
-    returncode: int | None
-    stdout: str
-    stderr: str
+class Watched:
+    limit: str  # why the processes must be stopped: "" when they finished by themselves
     seconds: float
-    peak_memory: int  # bytes, summed resident memory of the process tree
-    limit: str = ""  # why it was stopped: "" when it ended by itself
+    peak_memory: int  # bytes, the most the watched processes held at once (summed resident memory)
 
 
-def _tree_rss(root: psutil.Process) -> int:
+def _rss(processes: list[psutil.Process]) -> int:
     total = 0
-    try:
-        procs = [root, *root.children(recursive=True)]
-    except psutil.Error:
-        return 0
-    for proc in procs:
+    for proc in processes:
         with contextlib.suppress(psutil.Error):
             total += proc.memory_info().rss
     return total
 
 
-def _kill_tree(proc: subprocess.Popen) -> None:
+def tree(root: psutil.Process) -> list[psutil.Process]:
+    """``root`` and everything it started (nothing once it is gone)."""
     try:
-        children = psutil.Process(proc.pid).children(recursive=True)
+        return [root, *root.children(recursive=True)]
     except psutil.Error:
-        children = []
-    for target in children:
-        with contextlib.suppress(psutil.Error):
-            target.kill()
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+        return []
 
 
-def run_limited(jobs: list[tuple[list[str], Path]], env: dict[str, str], timeout: float,
-                memory_bytes: int | None) -> list[Finished]:
-    """Run ``(cmd, cwd)`` jobs side by side under one deadline and one memory budget.
+def watch(processes: Callable[[], list[psutil.Process]], finished: Callable[[], bool], timeout: float | None,
+          memory_bytes: int | None) -> Watched:
+    """Wait until ``finished()``, or until the student's ``processes()`` pass a limit.
 
-    The budget is the summed resident memory of all their process trees; when a
-    limit is reached every job is killed and each result names the limit.
-    Never raises for what the children do.
+    The memory budget is their summed resident memory, sampled every
+    ``POLL_SECONDS``; the caller stops them when a limit is named. An
+    address-space rlimit cannot express this (see the module's docstring).
     """
     start = time.monotonic()
     peak = 0
-    limit = ""
-    procs, files = [], []
-    for cmd, cwd in jobs:
-        out, err = open(Path(cwd) / ".stdout", "w"), open(Path(cwd) / ".stderr", "w")  # noqa: SIM115
-        files.append((out, err))
-        procs.append(subprocess.Popen(cmd, cwd=cwd, env=env, stdout=out, stderr=err, stdin=subprocess.DEVNULL,
-                                      start_new_session=True))
-    watched = [psutil.Process(p.pid) for p in procs]
-    ended = [0.0] * len(procs)
-    while True:
-        running = [p.poll() is None for p in procs]
+    while not finished():
         elapsed = time.monotonic() - start
-        for i, alive in enumerate(running):
-            if not alive and not ended[i]:
-                ended[i] = elapsed
-        if not any(running):
-            break
-        rss = sum(_tree_rss(w) for w, p in zip(watched, procs, strict=True) if p.returncode is None)
+        rss = _rss(processes())
         peak = max(peak, rss)
-        if elapsed > timeout:
-            limit = f"time limit of {timeout:g} s exceeded"
-        elif memory_bytes and rss > memory_bytes:
-            limit = f"memory limit of {memory_bytes / 2**30:g} GB exceeded ({rss / 2**30:.1f} GB resident)"
-        if limit:
-            for proc in procs:
-                if proc.poll() is None:
-                    _kill_tree(proc)
-            break
+        if timeout is not None and elapsed > timeout:
+            return Watched(f"time limit of {timeout:g} s exceeded", elapsed, peak)
+        if memory_bytes and rss > memory_bytes:
+            return Watched(f"memory limit of {memory_bytes / 2**30:g} GB exceeded ({rss / 2**30:.1f} GB "
+                           "resident)", elapsed, peak)
         time.sleep(POLL_SECONDS)
-    total = time.monotonic() - start
-    results = []
-    for i, ((_cmd, cwd), proc, (out, err)) in enumerate(zip(jobs, procs, files, strict=True)):
-        out.close()
-        err.close()
-        results.append(Finished(proc.returncode, (Path(cwd) / ".stdout").read_text(errors="replace"),
-                                (Path(cwd) / ".stderr").read_text(errors="replace"),
-                                ended[i] or total, peak, limit))
-    return results
+    return Watched("", time.monotonic() - start, peak)
+
+
+def kill(processes: list[psutil.Process]) -> None:
+    """SIGKILL each of ``processes`` (already gone is fine) and wait for them briefly."""
+    for proc in processes:
+        with contextlib.suppress(psutil.Error):
+            proc.kill()
+    psutil.wait_procs(processes, timeout=5)

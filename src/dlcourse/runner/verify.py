@@ -12,7 +12,8 @@ Both sides are built from the same :class:`~dlcourse.grading.spec.FunctionSpec`
 and :class:`~dlcourse.grading.spec.HandinContract` as the hidden test cells,
 so a verdict here carries the message the student's feedback shows.
 
-Run as a module it is that confined process: ``python -m dlcourse.runner.verify DIR``.
+The confined process is a child of the repeat server (:mod:`dlcourse.runner.warm`), which calls
+:func:`main`; ``python -m dlcourse.runner.verify DIR`` runs it on its own (for debugging).
 """
 
 from __future__ import annotations
