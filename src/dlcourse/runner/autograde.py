@@ -144,14 +144,28 @@ def grade_submission(course: Course, assignment: str, student: str, template_db:
     return outcome
 
 
+def warm_env(limits: Limits, device: str) -> dict[str, str]:
+    """What the warm processes of a batch run with (and so the student's kernel and child)."""
+    # Unconfined (--unconfined) means unconfined: the kernel manager would otherwise confine the
+    # kernel on its own (dlcourse.runner.kernel_sandbox).
+    unconfined = {} if limits.isolation.kind == "bubblewrap" else {"DLCOURSE_UNCONFINED": "1"}
+    return {**QUIET_ENV, **sandbox.device_env(device), **unconfined}
+
+
+def prestart(limits: Limits, assignment: str, count: int) -> None:
+    """Start the warm processes of ``count`` grading threads before the batch's first job."""
+    try:
+        device = sandbox.resolve_device(limits.device)
+    except ValueError:
+        return  # each job says why
+    warm.prestart(count, limits.isolation, device, warm_env(limits, device), bool(verified_test_ids(assignment)))
+
+
 def _run_warm(private: Path, verify_dir: Path, assignment: str, student: str, limits: Limits, device: str,
               repeat: bool) -> tuple[sandbox.Watched, dict]:
     """Both halves on this thread's warm processes, under the limits; the repeat is tried again
     once on a fresh server if its server died (a submission that kills it fails both times)."""
-    # Unconfined (--unconfined) means unconfined: the kernel manager would otherwise confine the
-    # kernel on its own (dlcourse.runner.kernel_sandbox).
-    unconfined = {} if limits.isolation.kind == "bubblewrap" else {"DLCOURSE_UNCONFINED": "1"}
-    env = {**QUIET_ENV, **sandbox.device_env(device), **unconfined}
+    env = warm_env(limits, device)
     slot = warm.slot()
     worker, server = slot.prepare(limits.isolation, device, env, repeat)
     job = server.submit(verify_dir) if server else None

@@ -5,6 +5,7 @@ Canvas export) and a table.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import shutil
@@ -19,7 +20,7 @@ from pathlib import Path
 import nbformat
 
 from dlcourse.errors import CourseError
-from dlcourse.runner import canvas, gradebook, jobs, nbgrader_api, sandbox
+from dlcourse.runner import autograde, canvas, gradebook, jobs, nbgrader_api, sandbox, warm
 from dlcourse.runner.autograde import Limits, Outcome
 from dlcourse.runner.canvas import CanvasReport
 from dlcourse.runner.course import Course
@@ -36,6 +37,8 @@ from dlcourse.runner.submissions import TIMESTAMP, ImportReport, import_submissi
 
 DEFAULT_TIMEOUT = 1800.0
 DEFAULT_MEMORY_GB = 4.0
+#: How long the feedback writer may take for one submission's feedback.
+FEEDBACK_SECONDS = 300.0
 
 
 @dataclass
@@ -307,6 +310,37 @@ def _grade_all(course: Course, assignment: str, plan: _Plan, template: Path, wor
     return done
 
 
+def _grade_with_feedback(course: Course, assignment: str, plan: _Plan, template: Path, workdir: Path,
+                         limits: Limits, main_url: str, workers: int,
+                         progress: Callable[[int, int, Graded], None] | None,
+                         cluster: str | None) -> tuple[list[Graded], list[str], str]:
+    """:func:`_grade_all`, with each graded submission's feedback written by a second process
+    while the others are still being graded. Returns the graded, whose feedback was written,
+    and the first feedback problem."""
+    if not plan.todo:
+        warm.close_all()  # prestarted for nothing
+        return [], [], ""
+    writer = warm.FeedbackWriter(course.root, assignment, main_url, workdir / "feedback-writer.log")
+
+    def graded_one(done: int, total: int, graded: Graded) -> None:
+        if graded.outcome.ok:
+            writer.submit(graded.outcome.student)
+        if progress:
+            progress(done, total, graded)
+
+    written, problem = [], ""
+    try:
+        graded = _grade_all(course, assignment, plan, template, workdir, limits, main_url, workers, graded_one,
+                            cluster)
+        with contextlib.suppress(warm.WarmProcessDied):  # the final refresh writes what is missing
+            for students, trouble in writer.results(FEEDBACK_SECONDS):
+                written += students
+                problem = problem or trouble
+    finally:
+        writer.close()
+    return graded, written, problem
+
+
 def _error_of(future: Future) -> BaseException | None:
     """The job's exception (a cancelled job's too), after waiting for it."""
     try:
@@ -425,6 +459,8 @@ def grade(
     _check_db(main_url)
     limits = Limits(timeout, int(memory_gb * 2**30) if memory_gb else None, isolation,
                     device if cluster else resolved)
+    if cluster is None:  # the warm processes load while the batch is planned
+        autograde.prestart(limits, assignment, min(workers, len(students)))
     with tempfile.TemporaryDirectory(prefix="dlcourse-grade-") as tmp:
         template = Path(tmp) / "template.db"
         register(course, assignment, f"sqlite:///{template}")
@@ -434,10 +470,13 @@ def grade(
         register(course, assignment, main_url)
         _names(course, assignment, imported, export, main_url)
         before = gradebook.totals(main_url, assignment)
-        graded = _grade_all(course, assignment, plan, template, Path(tmp), limits, main_url, workers, progress,
-                            cluster)
+        graded, early, early_problem = _grade_with_feedback(course, assignment, plan, template, Path(tmp),
+                                                            limits, main_url, workers, progress, cluster)
     after = gradebook.totals(main_url, assignment)
-    feedback, problem = refresh_feedback(course, assignment, students, main_url)
+    # Feedback whose scores changed since (or that was not written alongside): hand grading in
+    # formgrader, submissions not graded in this run.
+    late, problem = refresh_feedback(course, assignment, students, main_url)
+    feedback, problem = sorted({*early, *late}), early_problem or problem
     outcomes = {s: Outcome.from_json(_read_record(course, assignment, s)) for s in students}
     questions, rows = collect_scores(main_url, assignment, [outcomes[s] for s in students])
     for row in rows:

@@ -175,11 +175,13 @@ def totals(url: str, assignment: str) -> dict[str, Total]:
     """Every submission's total of ``assignment`` (none if the assignment is not in the gradebook)."""
     with Gradebook(url) as gb:
         try:
-            submissions = gb.find_assignment(assignment).submissions
+            gb.find_assignment(assignment)
         except MissingEntry:
             return {}
-        return {s.student.id: Total(float(s.score), float(s.max_score), bool(s.needs_manual_grade))
-                for s in submissions}
+        # One joined query (nbgrader's submission_dicts), not several per submission.
+        return {s["student"]: Total(float(s["score"] or 0.0), float(s["max_score"] or 0.0),
+                                    bool(s["needs_manual_grade"]))
+                for s in gb.submission_dicts(assignment)}
 
 
 def pending_cells(url: str, assignment: str, student: str) -> dict[str, dict[str, str]]:

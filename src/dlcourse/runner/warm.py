@@ -23,7 +23,8 @@ The parent watches only the student's processes (the kernel, the forked child)
 against the time and memory limits (:func:`dlcourse.runner.sandbox.watch`).
 
 Run as a module it is one of the two processes: ``python -m dlcourse.runner.warm
-autograde`` or ``python -m dlcourse.runner.warm repeat SPOOL [--confined]``.
+autograde``, ``... repeat SPOOL [--confined]`` or, on the TA's side, ``... feedback ROOT
+ASSIGNMENT DB_URL`` (feedback of each graded submission while the others are still graded).
 """
 
 from __future__ import annotations
@@ -78,7 +79,7 @@ class WarmProcessDied(RuntimeError):
 class _WarmProcess:
     """A long-lived child that answers one request line with one reply line."""
 
-    def __init__(self, cmd: list[str], env: dict[str, str], cwd: Path, log: Path) -> None:
+    def __init__(self, cmd: list[str], env: dict[str, str], cwd: Path, log: Path, wait: bool = True) -> None:
         self.log = log
         self._log_file = open(log, "w")  # noqa: SIM115 - lives as long as the process
         self.proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -86,7 +87,15 @@ class _WarmProcess:
         self._replies: list[str] = []
         self._arrived = threading.Condition()
         threading.Thread(target=self._read, args=(self.proc.stdout,), daemon=True).start()
-        self.ready = self.reply(START_SECONDS)
+        self.starting = True
+        if wait:
+            self.wait_ready()
+
+    def wait_ready(self) -> None:
+        """Until the process has loaded what it keeps warm (WarmProcessDied if it cannot)."""
+        if self.starting:
+            self.reply(START_SECONDS)
+            self.starting = False
 
     def _read(self, stream: IO[str]) -> None:
         for line in stream:
@@ -146,9 +155,9 @@ class _WarmProcess:
 class AutogradeWorker(_WarmProcess):
     """nbgrader, loaded once; autogrades one private course per request."""
 
-    def __init__(self, env: dict[str, str], home: Path) -> None:
+    def __init__(self, env: dict[str, str], home: Path, wait: bool = True) -> None:
         super().__init__([sys.executable, "-m", "dlcourse.runner.warm", "autograde"], env, home,
-                         home / "autograde-worker.log")
+                         home / "autograde-worker.log", wait)
 
     def submit(self, root: Path, assignment: str, student: str) -> None:
         self.send(json.dumps({"root": str(root), "assignment": assignment, "student": student}))
@@ -166,19 +175,25 @@ class AutogradeWorker(_WarmProcess):
 class RepeatServer(_WarmProcess):
     """TensorFlow and the grading specs, loaded once in a confined server that forks per student."""
 
-    def __init__(self, env: dict[str, str], home: Path, isolation: sandbox.Isolation, device: str) -> None:
+    def __init__(self, env: dict[str, str], home: Path, isolation: sandbox.Isolation, device: str,
+                 wait: bool = True) -> None:
         self.spool = home / "spool"
         self.spool.mkdir()
+        self.server: psutil.Process | None = None
         confined = isolation.kind == "bubblewrap"
         cmd = [sys.executable, "-m", "dlcourse.runner.warm", "repeat", str(self.spool),
                *(["--confined"] if confined else [])]
         super().__init__(sandbox.confined(cmd, self.spool, isolation, device), env, self.spool,
-                         home / "repeat-server.log")
-        # The server itself (bubblewrap runs it as a child): found before it has children of its own.
-        root = psutil.Process(self.proc.pid)
-        found = [p for p in [root, *root.children(recursive=True)]
-                 if "dlcourse.runner.warm" in " ".join(_cmdline(p)) and not _children(p)]
-        self.server = found[0] if found else root
+                         home / "repeat-server.log", wait)
+
+    def wait_ready(self) -> None:
+        super().wait_ready()
+        if self.server is None:
+            # The server itself (bubblewrap runs it as a child), found before it has children.
+            root = psutil.Process(self.proc.pid)
+            found = [p for p in [root, *root.children(recursive=True)]
+                     if "dlcourse.runner.warm" in " ".join(_cmdline(p)) and not _children(p)]
+            self.server = found[0] if found else root
 
     def submit(self, challenge: Path) -> str:
         name = uuid.uuid4().hex
@@ -200,9 +215,35 @@ class RepeatServer(_WarmProcess):
 
     def student_processes(self) -> list[psutil.Process]:
         """The forked child answering the challenge, and all it started."""
-        with contextlib.suppress(psutil.Error):
+        with contextlib.suppress(psutil.Error, AttributeError):
             return self.server.children(recursive=True)
         return []
+
+
+class FeedbackWriter(_WarmProcess):
+    """The TA's side: writes one student's feedback per request while others are still graded.
+
+    A process of its own, not a thread: nbgrader's converters change the working directory of
+    the process they run in.
+    """
+
+    def __init__(self, root: Path, assignment: str, db_url: str, log: Path) -> None:
+        super().__init__([sys.executable, "-m", "dlcourse.runner.warm", "feedback", str(root), assignment,
+                          db_url], dict(os.environ), root, log, wait=False)  # it loads while grading starts
+        self.pending = 0
+
+    def submit(self, student: str) -> None:
+        self.send(student)
+        self.pending += 1
+
+    def results(self, timeout: float) -> list[tuple[list[str], str]]:
+        """(students written, first problem) per request, once all are done."""
+        answers = []
+        self.wait_ready()
+        while self.pending:
+            self.pending -= 1
+            answers.append(tuple(json.loads(self.reply(timeout))))
+        return answers
 
 
 def _children(proc: psutil.Process) -> list[psutil.Process]:
@@ -235,8 +276,9 @@ class Slot:
         self.autograde: AutogradeWorker | None = None
         self.repeat: RepeatServer | None = None
 
-    def prepare(self, isolation: sandbox.Isolation, device: str, env: dict[str, str],
-                repeat: bool) -> tuple[AutogradeWorker, RepeatServer | None]:
+    def start(self, isolation: sandbox.Isolation, device: str, env: dict[str, str], repeat: bool,
+              wait: bool = True) -> None:
+        """Start what is not running (for another key: everything afresh)."""
         key = SlotKey(isolation.kind == "bubblewrap", device, tuple(sorted(env.items())))
         if key != self.key:
             self.close()
@@ -247,18 +289,27 @@ class Slot:
                 self.autograde.close()
             worker_env = {**os.environ, **env}
             worker_env.pop("DLCOURSE_CONFINED", None)
-            self.autograde = AutogradeWorker(worker_env, self.home)
+            self.autograde = AutogradeWorker(worker_env, self.home, wait)
             STARTS["autograde"] += 1
         if repeat and (self.repeat is None or not self.repeat.alive()):
-            self.restart_repeat(isolation, device, env)
+            self.restart_repeat(isolation, device, env, wait)
+
+    def prepare(self, isolation: sandbox.Isolation, device: str, env: dict[str, str],
+                repeat: bool) -> tuple[AutogradeWorker, RepeatServer | None]:
+        """The warm processes for a job, started if need be and ready."""
+        self.start(isolation, device, env, repeat)
+        self.autograde.wait_ready()
+        if repeat:
+            self.repeat.wait_ready()
         return self.autograde, self.repeat if repeat else None
 
-    def restart_repeat(self, isolation: sandbox.Isolation, device: str, env: dict[str, str]) -> RepeatServer:
+    def restart_repeat(self, isolation: sandbox.Isolation, device: str, env: dict[str, str],
+                       wait: bool = True) -> RepeatServer:
         if self.repeat is not None:
             self.repeat.close()
             shutil.rmtree(self.repeat.spool, ignore_errors=True)
         self.repeat = RepeatServer(_server_env(env, isolation.kind == "bubblewrap", self.home), self.home,
-                                   isolation, device)
+                                   isolation, device, wait)
         STARTS["repeat"] += 1
         return self.repeat
 
@@ -285,17 +336,34 @@ _SLOTS: dict[int, Slot] = {}
 _SLOTS_LOCK = threading.Lock()
 
 
+_SPARE: list[Slot] = []
+
+
+def prestart(count: int, isolation: sandbox.Isolation, device: str, env: dict[str, str], repeat: bool) -> None:
+    """Start ``count`` slots now, without waiting: they load while the batch is being planned,
+    and the first threads that grade take them."""
+    for _ in range(count):
+        spare = Slot()
+        spare.start(isolation, device, env, repeat, wait=False)
+        with _SLOTS_LOCK:
+            _SPARE.append(spare)
+
+
 def slot() -> Slot:
-    """This thread's warm processes."""
+    """This thread's warm processes (a prestarted slot, if one is waiting)."""
     with _SLOTS_LOCK:
-        return _SLOTS.setdefault(threading.get_ident(), Slot())
+        ident = threading.get_ident()
+        if ident not in _SLOTS:
+            _SLOTS[ident] = _SPARE.pop(0) if _SPARE else Slot()
+        return _SLOTS[ident]
 
 
 def close_all() -> None:
     """Stop every warm process of this process (end of a batch, or exit)."""
     with _SLOTS_LOCK:
-        slots = list(_SLOTS.values())
+        slots = list(_SLOTS.values()) + _SPARE
         _SLOTS.clear()
+        _SPARE.clear()
     for each in slots:
         each.close()
 
@@ -321,15 +389,35 @@ def serve_autograde() -> int:
     _reply("ready")
     for line in sys.stdin:
         request = json.loads(line)
-        # Limits are the parent's (sandbox.watch); the kernel's own watchdog stays off.
+        # Limits are the parent's (sandbox.watch); the kernel's own watchdog stays off. Once every
+        # cell has run and its outputs are in, the kernel is stopped at once: a graceful shutdown
+        # waits for a kernel whose outputs nobody needs any more (about 1 s per notebook).
         api = nbgrader_api.api(Course(Path(request["root"])),
-                               ConfinedKernelManager={"memory_gb": None, "timeout": None})
+                               ConfinedKernelManager={"memory_gb": None, "timeout": None},
+                               Execute={"shutdown_kernel": "immediate"})
         try:
             result = api.autograde(request["assignment"], request["student"], force=True, create=True)
             reason = "" if result["success"] else nbgrader_api.failure_reason(result)
             answer = {"success": bool(result["success"]), "reason": reason}
         except Exception as exc:  # nbgrader itself failed: this submission only
             answer = {"success": False, "reason": f"nbgrader failed: {type(exc).__name__}: {exc}"}
+        _reply(json.dumps(answer))
+    return 0
+
+
+def serve_feedback(root: Path, assignment: str, db_url: str) -> int:
+    """The feedback writer: a student id per line; replies ``[written, problem]``."""
+    from dlcourse.runner.course import Course
+    from dlcourse.runner.grade import refresh_feedback
+
+    _die_with_parent()
+    course = Course(root)
+    _reply("ready")
+    for line in sys.stdin:
+        try:
+            answer = refresh_feedback(course, assignment, [line.strip()], db_url)
+        except Exception as exc:  # the final pass in the parent writes what is missing
+            answer = ([], f"feedback for {line.strip()} failed: {type(exc).__name__}: {exc}")
         _reply(json.dumps(answer))
     return 0
 
@@ -463,9 +551,12 @@ def serve_repeats(spool: Path, confined: bool) -> int:
 def main(argv: list[str]) -> int:
     if argv[:1] == ["autograde"]:
         return serve_autograde()
+    if argv[:1] == ["feedback"] and len(argv) == 4:
+        return serve_feedback(Path(argv[1]), argv[2], argv[3])
     if argv[:1] == ["repeat"] and len(argv) >= 2:
         return serve_repeats(Path(argv[1]), "--confined" in argv[2:])
-    print("usage: python -m dlcourse.runner.warm autograde | repeat SPOOL [--confined]", file=sys.stderr)
+    print("usage: python -m dlcourse.runner.warm autograde | repeat SPOOL [--confined] | "
+          "feedback ROOT ASSIGNMENT DB_URL", file=sys.stderr)
     return 2
 
 
