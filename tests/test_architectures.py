@@ -238,3 +238,23 @@ def test_fit_over_seeds_equals_fresh_models(keras) -> None:
     reused = fit_over_seeds(build, settings, train, [1, 2, 3])
     assert np.allclose(reused, over_seeds(fresh, [1, 2, 3]), rtol=1e-5)
     assert spread([0.5, 0.7, 0.6]) == "0.600 (range 0.500-0.700, 3 seeds)"
+
+
+def test_soft_dice_loss_is_zero_for_a_perfect_map_and_ignores_the_background(keras) -> None:
+    import numpy as np
+
+    from dlcourse.experiments import sparse_soft_dice_loss
+
+    labels = np.zeros((1, 4, 4), np.int32)
+    labels[0, :2, :2] = 1
+    labels[0, 2:, 2:] = 2
+    perfect = np.eye(3, dtype=np.float32)[labels]
+    loss = sparse_soft_dice_loss(3, eps=1e-6)
+    assert float(loss(labels, perfect)) < 1e-5
+    # Class 1 missed entirely (called background): its score is 0, class 2's is 1.
+    missed = perfect.copy()
+    missed[0, :2, :2] = [1, 0, 0]
+    assert abs(float(loss(labels, missed)) - 0.5) < 1e-5
+    # With the background in, the same mistake costs less: background 2*8/(8+12), class 1: 0, class 2: 1.
+    with_background = sparse_soft_dice_loss(3, first_class=0, eps=1e-6)
+    assert abs(float(with_background(labels, missed)) - (1 - (2 * 8 / (8 + 12) + 0 + 1) / 3)) < 1e-5
