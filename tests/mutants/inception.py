@@ -167,6 +167,11 @@ def conv_params(kernel_size, c_in, c_out, use_bias=True):
 def conv_params(kernel_size, c_in, c_out, use_bias=True):
     return kernel_size * kernel_size * c_out + (c_out if use_bias else 0)
 '''),
+    _mutant("borrows the lectures' helper", "conv_params", '''
+def conv_params(kernel_size, c_in, c_out, use_bias=True):
+    from dlcourse.architectures import conv_params as lecture_count
+    return lecture_count(kernel_size, c_in, c_out, use_bias)
+'''),
     _correct("numpy product", "conv_params", '''
 def conv_params(kernel_size, c_in, c_out, use_bias=True):
     import numpy as np

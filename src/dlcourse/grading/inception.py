@@ -8,6 +8,7 @@ from functools import partial
 
 import numpy as np
 
+from dlcourse import architectures
 from dlcourse.grading.compare import GradingFailure, call_student
 from dlcourse.grading.handin import accuracy, load_ct_test
 from dlcourse.grading.models import produce_model_output, reference_case
@@ -206,7 +207,7 @@ def diagnose_auxiliary(got: np.ndarray, expected: np.ndarray) -> list[str]:
 CONV_PARAMS = FunctionSpec(
     "conv_params", __name__, "CONV_PARAMS", REFERENCE_FILE, "conv_params", produce_conv_params,
     lambda case: f"conv_params on {len(case.inputs)} layer shapes", diagnose=_first_wrong_row(_conv_call),
-    tolerance=0.0, test_cell="test_conv_params")
+    tolerance=0.0, test_cell="test_conv_params", refused_helpers=(architectures.conv_params,))
 PARAMS_INCEPTION = FunctionSpec(
     "params_inception", __name__, "PARAMS_INCEPTION", REFERENCE_FILE, "params_inception",
     produce_params_inception, lambda case: f"params_inception on {len(case.inputs)} modules",

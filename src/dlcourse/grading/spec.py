@@ -106,6 +106,31 @@ def isolated(function: Callable, stand_ins: Iterable[StandIn]) -> Iterator[None]
                 namespace[name] = value
 
 
+def _refuse(*_args, **_kwargs):
+    # Runs as a lecture helper's code, with that helper's module globals: builtins only.
+    raise RuntimeError("a graded function must compute its answer itself, not call the lectures' helper "
+                       "in dlcourse.architectures")
+
+
+@contextlib.contextmanager
+def helpers_refused(helpers: Iterable[Callable]) -> Iterator[None]:
+    """Within the block, the lectures' helpers that compute a graded answer raise instead.
+
+    The function objects themselves are switched (their code), so a name the
+    student imported earlier, or a helper the student's function is, is covered
+    too; they are restored afterwards, whatever happens.
+    """
+    helpers = tuple(helpers)
+    saved = [h.__code__ for h in helpers]
+    try:
+        for helper in helpers:
+            helper.__code__ = _refuse.__code__
+        yield
+    finally:
+        for helper, code in zip(helpers, saved, strict=True):
+            helper.__code__ = code
+
+
 def failure_message(exc: BaseException) -> str:
     """How a failure while producing an output reads, the same inside and outside the kernel."""
     if isinstance(exc, GradingFailure):
@@ -135,6 +160,8 @@ class FunctionSpec:
     diagnose: Callable[[Case], Callable[[np.ndarray, np.ndarray], list[str]]] | None = None
     locate: Callable[[Case], Callable[[dict[str, bool]], list[str]]] | None = None
     stand_ins: tuple[StandIn, ...] = ()
+    #: Lecture helpers that compute this function's answer: they refuse while it is tested.
+    refused_helpers: tuple[Callable, ...] = ()
     tolerance: float = TOLERANCE
     #: True when ``diagnose`` states facts about the output itself (not probabilities, wrong
     #: size) that outrank the first differing inner layer.
@@ -154,8 +181,9 @@ class FunctionSpec:
         return isolated(function, self.stand_ins)
 
     def run(self, function: Callable, case: Case) -> Produced:
-        """The student's output for ``case``, with the stand-ins in place; not compared."""
-        with self.isolated(function):
+        """The student's output for ``case``, with the stand-ins in place and the lecture helpers
+        that would answer for the student refusing; not compared."""
+        with self.isolated(function), helpers_refused(self.refused_helpers):
             return self.produce(function, case)
 
     def judge(self, case: Case, produced: Produced) -> str | None:

@@ -8,11 +8,11 @@ solution's and explains a difference (which level, which layer, which part).
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable
 
 import numpy as np
 
+from dlcourse import architectures
 from dlcourse.grading.compare import GradingFailure, call_student
 from dlcourse.grading.models import probe_outputs
 from dlcourse.grading.policy import grading_mode
@@ -60,37 +60,10 @@ def _rf_what(case: Case) -> str:
     return f"receptive_field({list(case.meta['kernel_sizes'])}, {list(case.meta['dilations'])})"
 
 
-def _refuse(*_args, **_kwargs):
-    # Runs with the helper's module globals: builtins only.
-    raise RuntimeError("receptive_field must compute the fields itself, not call the lectures' helper "
-                       "in dlcourse.architectures")
-
-
-@contextlib.contextmanager
-def _lecture_helpers_disabled():
-    """While the student's function runs, the lectures' receptive-field helpers raise.
-
-    The function objects themselves are switched (their code), so a name the
-    student imported earlier is covered too; they are restored afterwards.
-    """
-    from dlcourse import architectures
-
-    helpers = [architectures.receptive_fields, architectures.receptive_fields_of_model]
-    saved = [h.__code__ for h in helpers]
-    try:
-        for helper in helpers:
-            helper.__code__ = _refuse.__code__
-        yield
-    finally:
-        for helper, code in zip(helpers, saved, strict=True):
-            helper.__code__ = code
-
-
 def produce_receptive_field(receptive_field: Callable, case: Case) -> Produced:
     """The student's receptive fields for one case, as an int array (no comparison)."""
     what = _rf_what(case)
-    with _lecture_helpers_disabled():
-        result = call_student(what, receptive_field, list(case.meta["kernel_sizes"]), list(case.meta["dilations"]))
+    result = call_student(what, receptive_field, list(case.meta["kernel_sizes"]), list(case.meta["dilations"]))
     if isinstance(result, int | np.integer) or not hasattr(result, "__len__"):
         raise GradingFailure(f"{what} returned {result!r}: return a list with the field after every layer")
     try:
@@ -304,7 +277,8 @@ def _diagnose_dice(case: Case):
 
 RECEPTIVE_FIELD = FunctionSpec(
     "receptive_field", __name__, "RECEPTIVE_FIELD", REFERENCE_FILE, "receptive_field", produce_receptive_field,
-    _rf_what, diagnose=_diagnose_receptive_field, tolerance=0.0)
+    _rf_what, diagnose=_diagnose_receptive_field, tolerance=0.0,
+    refused_helpers=(architectures.receptive_fields, architectures.receptive_fields_of_model))
 BUILD_UNET = FunctionSpec(
     "build_unet", __name__, "BUILD_UNET", REFERENCE_FILE, "unet", produce_build_unet, _unet_what,
     diagnose=_diagnose_unet, locate=lambda case: _locate_unet(_depth(case)), diagnose_first=True)
