@@ -440,13 +440,7 @@ def grade(
     _check_options(timeout, workers, memory_gb)
     if canvas_column is not None and canvas_gradebook is None:
         raise CourseError("--canvas-column needs --canvas-gradebook EXPORT.csv")
-    isolation = sandbox.required(unconfined)
-    try:
-        resolved = sandbox.resolve_device(device)  # on a cluster, each worker resolves it again
-    except ValueError as exc:
-        if cluster is None or device not in sandbox.DEVICES:
-            raise CourseError(str(exc)) from None
-        resolved = device
+    limits = _limits(timeout, memory_gb, unconfined, device, cluster)
     export = canvas.read_export(canvas_gradebook) if canvas_gradebook is not None else None
     column = canvas.find_column(export, assignment, canvas_column) if export is not None else None
     imported = import_submissions(course, assignment, source) if source is not None else None
@@ -457,8 +451,6 @@ def grade(
         )
     main_url = db or db_url(course)
     _check_db(main_url)
-    limits = Limits(timeout, int(memory_gb * 2**30) if memory_gb else None, isolation,
-                    device if cluster else resolved)
     if cluster is None:  # the warm processes load while the batch is planned
         autograde.prestart(limits, assignment, min(workers, len(students)))
     with tempfile.TemporaryDirectory(prefix="dlcourse-grade-") as tmp:
@@ -477,6 +469,35 @@ def grade(
     # formgrader, submissions not graded in this run.
     late, problem = refresh_feedback(course, assignment, students, main_url)
     feedback, problem = sorted({*early, *late}), early_problem or problem
+    questions, rows, devices = _report_rows(course, assignment, students, main_url)
+    totals_csv, per_question = write_csvs(course.grades, assignment, questions, rows)
+    lms = write_lms_csv(course.grades, main_url)
+    report = canvas.fill(export, column, after, course.grades / f"canvas_{assignment}.csv") if export else None
+    warning = "; ".join(w for w in (limits.isolation.warning, problem) if w)
+    return GradeResult(assignment, questions, rows, totals_csv, per_question, lms, imported, plan.skipped,
+                       warning, _changes(before, after, plan.todo), feedback, report,
+                       {g.outcome.student: g.review for g in graded if g.review}, devices)
+
+
+def _limits(timeout: float, memory_gb: float | None, unconfined: bool, device: str,
+            cluster: str | None) -> Limits:
+    """What each submission is graded under; the device is resolved here unless a cluster's
+    workers resolve it (each on its own machine)."""
+    isolation = sandbox.required(unconfined)
+    try:
+        resolved = sandbox.resolve_device(device)
+    except ValueError as exc:
+        if cluster is None or device not in sandbox.DEVICES:
+            raise CourseError(str(exc)) from None
+        resolved = device
+    return Limits(timeout, int(memory_gb * 2**30) if memory_gb else None, isolation,
+                  device if cluster else resolved)
+
+
+def _report_rows(course: Course, assignment: str, students: list[str],
+                 main_url: str) -> tuple[list[str], list[StudentScore], dict[str, int]]:
+    """The report step: every student's row from the gradebook and the records, and how many
+    submissions' code ran on each device."""
     outcomes = {s: Outcome.from_json(_read_record(course, assignment, s)) for s in students}
     questions, rows = collect_scores(main_url, assignment, [outcomes[s] for s in students])
     for row in rows:
@@ -485,14 +506,8 @@ def grade(
         row.overridden = record.get("overridden", [])
         row.hidden_failed = Graded(outcomes[row.student], row.overridden).hidden_failed
         row.hidden_messages = {v.test_id: v.message for v in outcomes[row.student].verdicts if not v.passed}
-    totals_csv, per_question = write_csvs(course.grades, assignment, questions, rows)
-    lms = write_lms_csv(course.grades, main_url)
-    report = canvas.fill(export, column, after, course.grades / f"canvas_{assignment}.csv") if export else None
-    warning = "; ".join(w for w in (isolation.warning, problem) if w)
     devices = Counter(o.device for o in outcomes.values() if o.device)
-    return GradeResult(assignment, questions, rows, totals_csv, per_question, lms, imported, plan.skipped,
-                       warning, _changes(before, after, plan.todo), feedback, report,
-                       {g.outcome.student: g.review for g in graded if g.review}, dict(sorted(devices.items())))
+    return questions, rows, dict(sorted(devices.items()))
 
 
 def _check_db(url: str) -> None:
