@@ -126,12 +126,15 @@ def lecture_gate(course: Course) -> list[Gate]:
     if not notebooks:
         return [Gate("lectures pass nbval", True, "no lecture notebooks yet")]
     proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbval-lax",
+        [sys.executable, "-m", "pytest", "-q", "-rf", "-p", "no:cacheprovider", "--nbval-lax",
          "--nbval-current-env", *map(str, notebooks)],
         cwd=course.root, capture_output=True, text=True,
     )
-    tail = (proc.stdout.strip().splitlines() or ["no output"])[-1]
-    return [Gate("lectures pass nbval", proc.returncode == 0, tail)]
+    lines = proc.stdout.strip().splitlines() or ["no output"]
+    # Which cells failed, by notebook and cell, then the count.
+    failed = [line.removeprefix("FAILED ").split(" - ")[0] for line in lines if line.startswith("FAILED ")]
+    detail = "; ".join([*failed, lines[-1]])
+    return [Gate("lectures pass nbval", proc.returncode == 0, detail)]
 
 
 def run_checks(course: Course, lectures: bool = True, report: Callable[[Gate], None] = print) -> bool:

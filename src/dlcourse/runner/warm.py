@@ -207,9 +207,13 @@ class RepeatServer(_WarmProcess):
             reply = self.reply(timeout)
             if reply.split()[:1] != [name]:
                 raise WarmProcessDied(f"repeat server answered {reply!r} for job {name}")
-            for path in (self.spool / name).iterdir():
+            from dlcourse.runner.verify import ERRORS, OUTPUTS
+
+            # Only what the trusted side reads (and the child's own log), only plain files.
+            for kept in (OUTPUTS, ERRORS, ".stdout", ".stderr"):
+                path = self.spool / name / kept
                 if path.is_file() and not path.is_symlink():
-                    shutil.copyfile(path, dest / path.name)
+                    shutil.copyfile(path, dest / kept)
         finally:
             shutil.rmtree(self.spool / name, ignore_errors=True)
 
