@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -16,6 +17,7 @@ from dlcourse.authoring.examples import reference_handins, sync_examples
 from dlcourse.authoring.release import release
 from dlcourse.errors import CourseError
 from dlcourse.runner import sandbox
+from dlcourse.runner.autograde import QUIET_ENV
 from dlcourse.runner.course import Course, scratch_course
 from dlcourse.runner.grade import grade
 from dlcourse.runner.notebooks import fill_solutions, find_leaks, read_notebook
@@ -125,10 +127,14 @@ def lecture_gate(course: Course) -> list[Gate]:
     notebooks = sorted((course.root / "lectures").glob("*.ipynb"))
     if not notebooks:
         return [Gate("lectures pass nbval", True, "no lecture notebooks yet")]
+    # In the environment the lectures are executed and checked in (lectures/execute.py, make test),
+    # not with the grading settings the course command sets for itself: TF_ENABLE_ONEDNN_OPTS=0,
+    # for one, changes the round-off of the lectures' training runs.
+    env = {k: v for k, v in os.environ.items() if k not in QUIET_ENV}
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-rf", "-p", "no:cacheprovider", "--nbval-lax",
          "--nbval-current-env", *map(str, notebooks)],
-        cwd=course.root, capture_output=True, text=True,
+        cwd=course.root, capture_output=True, text=True, env=env,
     )
     lines = proc.stdout.strip().splitlines() or ["no output"]
     # Which cells failed, by notebook and cell, then the count.
