@@ -120,3 +120,19 @@ def test_nothing_of_one_student_reaches_the_next(tmp_path):
     assert rows["b_witness"].hidden_failed == [] and rows["a_planter"].hidden_failed == []
     assert rows["b_witness"].questions == rows["a_planter"].questions
     assert rows["b_witness"].score == rows["a_planter"].score > 0
+
+
+def test_a_slot_closed_after_a_death_starts_afresh():
+    """After a warm process died the slot is closed; the next job gets fresh processes."""
+    from dlcourse.runner import sandbox
+
+    slot = warm.Slot()
+    isolation = sandbox.required(unconfined=True)
+    try:
+        first, _ = slot.prepare(isolation, "cpu", {"DLCOURSE_UNCONFINED": "1"}, repeat=False)
+        first.proc.kill()
+        slot.close()
+        second, _ = slot.prepare(isolation, "cpu", {"DLCOURSE_UNCONFINED": "1"}, repeat=False)
+        assert second is not first and second.alive() and slot.home is not None and slot.home.is_dir()
+    finally:
+        slot.close()

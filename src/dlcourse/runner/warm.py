@@ -322,6 +322,7 @@ class Slot:
             if process is not None:
                 process.close()
         self.autograde = self.repeat = None
+        self.key = None  # the next job starts afresh, with a new home
         if self.home is not None:
             shutil.rmtree(self.home, ignore_errors=True)
             self.home = None
