@@ -125,3 +125,19 @@ def test_submission_times_reach_nbgraders_timestamp_file(tmp_path):
     assert (course.submitted / "s1/a/timestamp.txt").read_text() == "2023-11-14 22:13:20 UTC"
     assert (course.submitted / "s2/a/timestamp.txt").read_text() == "2026-02-02 12:00:00.000000 UTC", \
         "a time the download carries is kept"
+
+
+def test_reimport_replaces_a_students_folder_whole_and_leaves_no_staging(tmp_path):
+    course = make_course(tmp_path / "course", {"a": TINY})
+    first = _zip(tmp_path / "1.zip", {"doejane_1234_1_a.ipynb": b"v1", "doejane_1234_2_notes.txt": b"n",
+                                      "roejohn_5678_3_a.ipynb": b"john"})
+    import_submissions(course, "a", first)
+    (course.submitted / "1234" / "other").mkdir()  # another assignment's folder stays
+    second = _zip(tmp_path / "2.zip", {"doejane_1234_4_a-1.ipynb": b"v2"})
+    report = import_submissions(course, "a", second)
+    assert report.students == ["1234"]
+    assert sorted(p.name for p in (course.submitted / "1234" / "a").iterdir()) == ["a.ipynb", "timestamp.txt"]
+    assert (course.submitted / "1234" / "a" / "a.ipynb").read_bytes() == b"v2"
+    assert (course.submitted / "1234" / "other").is_dir()
+    assert (course.submitted / "5678" / "a" / "a.ipynb").read_bytes() == b"john"
+    assert sorted(p.name for p in course.root.iterdir() if p.name.startswith(".")) == []
