@@ -67,6 +67,7 @@ c.Autograde.autograde_preprocessors = [
     nbgrader_plugins.StopStudentProcesses,
     IgnorePattern,
     nbgrader_plugins.StderrIsNotFailure,
+    "dlcourse.runner.untrusted.InertNotebook",  # formgrader and feedback show the result: no student script runs
     ClearMetadataPreprocessor,
     LimitOutput,
     SaveAutoGrades,
@@ -85,6 +86,10 @@ c.GenerateFeedback.preprocessors = [
     nbgrader_plugins.HideHiddenTests,
     CSSHTMLHeaderPreprocessor,
 ]
+# Feedback and formgrader's grading page (both nbconvert HTMLExporters) clean HTML once more
+# as they render, with the course's allowlist (nbconvert's own would show tables' tags as text).
+c.HTMLExporter.sanitize_html = True
+c.HTMLExporter.filters = {"clean_html": "dlcourse.runner.untrusted.clean_html"}
 
 # --- course validate / the Validate button (student side, dlcourse.validate) ---
 # nbgrader's Validate button names a failing cell by its whole source; these

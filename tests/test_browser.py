@@ -535,3 +535,75 @@ def test_formgrader_autograde_button_runs_the_kernel_confined(tmp_path, browser,
     assert "network unreachable" in output, output
     with Gradebook(f"sqlite:///{course.root / 'gradebook.db'}") as gb:
         assert gb.find_submission("tiny", "mallory").code_score == 2
+
+
+PWNED = "document.title='pwned'"
+
+
+def _hostile_notebook() -> nbformat.NotebookNode:
+    """What `display(HTML(...))` and a written answer with raw HTML leave in a graded notebook."""
+    from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
+
+    html = f'<script>{PWNED}</script><img src="x" onerror="{PWNED}"><table><tr><td>kept</td></tr></table>'
+    nb = new_notebook(cells=[
+        new_code_cell("display(HTML(...))", execution_count=1, outputs=[new_output(
+            "display_data", data={"text/html": html, "text/plain": "<IPython.core.display.HTML object>"})]),
+        new_markdown_cell(f"My answer.\n\n<script>{PWNED}</script>\n"),
+    ])
+    nb.metadata["language_info"] = {"name": "python"}
+    return nb
+
+
+def _title_after_load(browser: Browser, page: Path) -> str:
+    """The page's title once it has loaded and every image has loaded or failed (onerror has run)."""
+    browser.driver.get(page.as_uri())
+    browser.wait(lambda d: d.execute_script(
+        "return document.readyState === 'complete' && Array.from(document.images).every(i => i.complete)"),
+        30, "the page and its images to load")
+    time.sleep(0.5)  # handlers queued by the last image
+    return browser.driver.title
+
+
+def test_a_students_script_does_not_run_in_feedback_or_formgrader_pages(repo_course, tmp_path, browser):
+    """A script in an output (or a written answer) runs in nbconvert's page as such; after the
+    course's autograde step and with its exporter settings, neither feedback nor formgrader runs it."""
+    import copy
+
+    from nbconvert import HTMLExporter
+    from nbgrader.converters import GenerateFeedback
+    from nbgrader.coursedir import CourseDirectory
+    from nbgrader.server_extensions.formgrader import handlers
+    from traitlets.config import Config
+
+    from dlcourse.runner import nbgrader_api
+    from dlcourse.runner.untrusted import InertNotebook
+
+    def feedback_exporter(config):  # as `nbgrader generate_feedback` builds it
+        converter = GenerateFeedback(coursedir=CourseDirectory(config=config), config=config)
+        return converter.exporter_class(parent=converter, config=converter.config)
+
+    def formgrader_exporter(config):  # as formgrader's extension builds it for a submission's page
+        config.HTMLExporter.template_name = "formgrade"
+        config.HTMLExporter.extra_template_basedirs = [handlers.template_path]
+        return HTMLExporter(config=config)
+
+    resources = {"nbgrader": {"notebook": "lstm", "score": 0, "max_score": 2, "late_penalty": 0},
+                 "assignment_id": "lstm", "notebook_id": "lstm", "submission_id": "1", "index": 0, "total": 1,
+                 "base_url": "", "student": "mallory", "last_name": "M", "first_name": "M", "notebook_path": ""}
+    inert, _ = InertNotebook().preprocess(_hostile_notebook(), {})
+    pages = {
+        "feedback-unsanitised": feedback_exporter(Config()).from_notebook_node(_hostile_notebook(), dict(resources)),
+        "feedback": feedback_exporter(nbgrader_api.load_config(repo_course)).from_notebook_node(
+            copy.deepcopy(inert), dict(resources)),
+        "formgrader": formgrader_exporter(nbgrader_api.load_config(repo_course)).from_notebook_node(
+            copy.deepcopy(inert), dict(resources)),
+    }
+    titles = {}
+    for name, (html, _) in pages.items():
+        page = browser.artifacts / f"{name}.html"
+        page.write_text(html)
+        titles[name] = _title_after_load(browser, page)
+        browser.shot(name)
+    assert titles["feedback-unsanitised"] == "pwned", "control: the unsanitised page must run the script"
+    assert titles["feedback"] == "lstm" and titles["formgrader"] == "lstm", titles
+    assert "kept" in browser.driver.find_element(By.TAG_NAME, "body").text  # the honest table still shows

@@ -49,19 +49,33 @@ def cmd_release(args: argparse.Namespace) -> int:
     return 0
 
 
+def _t(text: object) -> str:
+    """A submission's text (id, file name, reason) escaped for the terminal, on one line."""
+    from dlcourse.runner.untrusted import for_terminal
+
+    return for_terminal(text)
+
+
+def _items(items) -> str:
+    return ", ".join(_t(item) for item in items)
+
+
 def _outcome_line(graded) -> str:
-    """One neutral line per graded submission: what happened, not what it may mean."""
+    """One neutral line per graded submission: what happened, not what it may mean.
+
+    Student ids, reasons and names come from submissions: escaped (:func:`_t`), one line.
+    """
     outcome = graded.outcome
-    state = "graded" if outcome.ok else f"NOT GRADED ({outcome.reason})"
-    parts = [f"{outcome.student}: {state} in {outcome.seconds:.1f} s, {outcome.peak_memory / 2**30:.1f} GB"]
+    state = "graded" if outcome.ok else f"NOT GRADED ({_t(outcome.reason)})"
+    parts = [f"{_t(outcome.student)}: {state} in {outcome.seconds:.1f} s, {outcome.peak_memory / 2**30:.1f} GB"]
     if graded.hidden_failed:
-        parts.append(f"hidden test failed: {', '.join(graded.hidden_failed)}")
+        parts.append(f"hidden test failed: {_items(graded.hidden_failed)}")
     if graded.disagreed:
-        parts.append(f"disagrees with the repeat outside the notebook: {', '.join(graded.disagreed)}")
+        parts.append(f"disagrees with the repeat outside the notebook: {_items(graded.disagreed)}")
     if outcome.findings:
         parts.append(f"{len(outcome.findings)} tampering finding(s)")
     if graded.review:
-        parts.append(f"hand grade to review again: {', '.join(graded.review)}")
+        parts.append(f"hand grade to review again: {_items(graded.review)}")
     return "; ".join(parts)
 
 
@@ -117,7 +131,7 @@ def cmd_grade(args: argparse.Namespace) -> int:
     finally:
         bar.stop()
     if result.warning:
-        print(f"warning: {result.warning}", file=sys.stderr)
+        print(f"warning: {_t(result.warning)}", file=sys.stderr)
     _print_grade_report(result, course.feedback)
     if result.devices:
         print("student code ran on: " + ", ".join(f"{d} ({n})" for d, n in result.devices.items()))
@@ -125,29 +139,33 @@ def cmd_grade(args: argparse.Namespace) -> int:
 
 
 def _print_grade_report(result, feedback: Path) -> None:
-    """What a TA must see after grading: imports, changes, the table, where the files are."""
+    """What a TA must see after grading: imports, changes, the table, where the files are.
+
+    Every file name, student id, finding and cell name in it came from a submission:
+    each item is escaped for the terminal and stays on its line.
+    """
     from dlcourse.runner.reports import score_table
 
     if result.imported:
         for line in result.imported.renamed:
-            print(f"renamed: {line}")
+            print(f"renamed: {_t(line)}")
         for line in result.imported.unplaced:
-            print(f"not imported: {line}")
+            print(f"not imported: {_t(line)}")
         for student in result.imported.late:
-            print(f"late: {student}")
+            print(f"late: {_t(student)}")
     if result.skipped:
-        print(f"already graded, unchanged (use --force to regrade): {', '.join(result.skipped)}")
+        print(f"already graded, unchanged (use --force to regrade): {_items(result.skipped)}")
     _console().print(score_table(result.assignment, result.questions, result.rows))
     for row in result.rows:
         for finding in row.findings:
-            print(f"tampering: {row.student}: {finding}")
+            print(f"tampering: {_t(row.student)}: {_t(finding)}")
     for change in result.changes:
-        print(f"total changed: {change.student}: {change.before:g} -> {change.after:g} "
+        print(f"total changed: {_t(change.student)}: {change.before:g} -> {change.after:g} "
               f"({change.after - change.before:+g})")
     for student, cells in result.review.items():
-        print(f"review hand grade: {student}: {', '.join(cells)} (automatic outcome changed or resubmitted)")
+        print(f"review hand grade: {_t(student)}: {_items(cells)} (automatic outcome changed or resubmitted)")
     if result.feedback:
-        print(f"feedback written: {', '.join(result.feedback)}")
+        print(f"feedback written: {_items(result.feedback)}")
     print(f"grades: {result.csv_path}\nper question: {result.questions_csv_path}\n"
           f"other LMSs (one row per student, score and maximum per assignment): {result.lms_csv_path}")
     if result.canvas:
@@ -156,15 +174,16 @@ def _print_grade_report(result, feedback: Path) -> None:
 
 
 def _print_canvas(report) -> None:
-    print(f"Canvas import ({report.column!r} filled for {len(report.filled)} student(s)): {report.path}")
+    """Names and ids from the Canvas export and the submissions, escaped like the rest."""
+    print(f"Canvas import ({_t(repr(report.column))} filled for {len(report.filled)} student(s)): {report.path}")
     if report.pending:
-        print(f"  left blank, written answers wait for a TA: {'; '.join(report.pending)}")
+        print(f"  left blank, written answers wait for a TA: {'; '.join(_t(who) for who in report.pending)}")
     if report.not_submitted:
-        print(f"  left blank, no submission in the gradebook: {'; '.join(report.not_submitted)}")
+        print(f"  left blank, no submission in the gradebook: {'; '.join(_t(who) for who in report.not_submitted)}")
     if report.unknown:
-        print(f"  graded but not in the Canvas export (not written): {', '.join(report.unknown)}")
+        print(f"  graded but not in the Canvas export (not written): {_items(report.unknown)}")
     for line in report.warnings:
-        print(f"  warning: {line}")
+        print(f"  warning: {_t(line)}")
 
 
 def cmd_validate(args: argparse.Namespace) -> int:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from dlcourse.errors import CourseError
 from dlcourse.runner.gradebook import Total
+from dlcourse.runner.untrusted import for_csv
 
 #: Columns that identify a student, in the order a gradebook id is looked up.
 ID_COLUMNS = ("ID", "SIS Login ID", "SIS User ID")
@@ -180,7 +181,8 @@ def fill(export: Export, column: str, totals: dict[str, Total], dest: Path) -> C
         elif total.pending:
             report.pending.append(who)
         else:
-            value = report.filled[student] = f"{round(total.score, 2):g}"
+            # The one cell written: a number the grader computed (for_csv keeps numbers as numbers).
+            value = report.filled[student] = for_csv(round(float(total.score), 2))
         text, ending = records[index + 1]
         fields = _raw_fields(text)
         fields += [""] * (col + 1 - len(fields))

@@ -10,6 +10,7 @@ from pathlib import Path
 from nbgrader.api import Gradebook, MissingEntry
 
 from dlcourse.runner.autograde import Outcome
+from dlcourse.runner.untrusted import for_csv, for_terminal
 
 
 @dataclass
@@ -70,7 +71,12 @@ def collect_scores(db_url: str, assignment: str, outcomes: list[Outcome]) -> tup
 
 
 def write_csvs(folder: Path, assignment: str, questions: list[str], rows: list[StudentScore]) -> tuple[Path, Path]:
-    """``<assignment>.csv`` (one line per student) and ``<assignment>_questions.csv``."""
+    """``<assignment>.csv`` (one line per student) and ``<assignment>_questions.csv``.
+
+    Every cell goes through :func:`for_csv`: student ids come from file names,
+    statuses, messages and findings quote what a submission did, so none may
+    start a formula; the scores stay numbers.
+    """
     folder.mkdir(parents=True, exist_ok=True)
     totals = folder / f"{assignment}.csv"
     with totals.open("w", newline="") as fh:
@@ -79,16 +85,16 @@ def write_csvs(folder: Path, assignment: str, questions: list[str], rows: list[S
                          "disagrees_with_repeat_outside_notebook", "tampering", "hidden_test_messages"])
         for row in rows:
             messages = " | ".join(f"{test}: {message}" for test, message in row.hidden_messages.items())
-            writer.writerow([row.student, assignment, f"{row.score:g}", f"{row.max_score:g}", row.status,
-                             " ".join(row.hidden_failed), " ".join(row.overridden), " | ".join(row.findings),
-                             messages])
+            writer.writerow([for_csv(cell) for cell in (
+                row.student, assignment, row.score, row.max_score, row.status, " ".join(row.hidden_failed),
+                " ".join(row.overridden), " | ".join(row.findings), messages)])
     per_question = folder / f"{assignment}_questions.csv"
     with per_question.open("w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(["student_id", *questions, "score", "max_score"])
         for row in rows:
-            cells = ["" if row.questions.get(q) is None else f"{row.questions[q]:g}" for q in questions]
-            writer.writerow([row.student, *cells, f"{row.score:g}", f"{row.max_score:g}"])
+            cells = [row.questions.get(q) for q in questions]
+            writer.writerow([for_csv(cell) for cell in (row.student, *cells, row.score, row.max_score)])
     return totals, per_question
 
 
@@ -137,7 +143,7 @@ def write_lms_csv(folder: Path, db_url: str) -> Path:
             for name, maximum in assignments:
                 value = scores[student].get(name)
                 cells += ["" if value is None else f"{value:g}", f"{maximum:g}"]
-            writer.writerow([student, *cells])
+            writer.writerow([for_csv(student), *cells])
     return path
 
 
@@ -146,10 +152,15 @@ def score_table(assignment: str, questions: list[str], rows: list[StudentScore],
 
     Questions run down the rows so the table stays readable in an 80-column
     terminal; for a whole class only the totals table is shown (the per-question
-    CSV has the rest).
+    CSV has the rest). Student ids and statuses are a submission's text: shown
+    as plain text (no rich markup), escaped by :func:`for_terminal`.
     """
     from rich.console import Group
     from rich.table import Table
+    from rich.text import Text
+
+    def plain(text: str) -> Text:
+        return Text(for_terminal(text))
 
     parts = []
     if len(rows) <= detail_limit:
@@ -158,7 +169,7 @@ def score_table(assignment: str, questions: list[str], rows: list[StudentScore],
         detail.add_column("question")
         detail.add_column("max", justify="right")
         for row in rows:
-            detail.add_column(row.student, justify="right")
+            detail.add_column(plain(row.student), justify="right")
         maxima = rows[0].question_max if rows else {}
         for q in questions:
             cells = []
@@ -166,7 +177,7 @@ def score_table(assignment: str, questions: list[str], rows: list[StudentScore],
                 value = row.questions.get(q)
                 graded = row.status.startswith("graded")
                 cells.append("?" if value is None and graded else "-" if not graded else f"{value:g}")
-            detail.add_row(q, f"{maxima.get(q, 0):g}", *cells)
+            detail.add_row(plain(q), f"{maxima.get(q, 0):g}", *cells)
         detail.add_row("total", f"{rows[0].max_score:g}" if rows else "",
                        *(f"{row.score:g}" for row in rows), style="bold")
         parts.append(detail)
@@ -182,6 +193,6 @@ def score_table(assignment: str, questions: list[str], rows: list[StudentScore],
             status += "; set to 0, disagrees with the repeat outside the notebook: " + ", ".join(row.overridden)
         if row.findings:
             status += f"; {len(row.findings)} tampering finding(s)"
-        totals.add_row(row.student, f"{row.score:g}/{row.max_score:g}", status)
+        totals.add_row(plain(row.student), f"{row.score:g}/{row.max_score:g}", plain(status))
     parts.append(totals)
     return Group(*parts)
