@@ -35,9 +35,9 @@ c.CourseDirectory.db_url = "sqlite:///" + os.path.join(c.CourseDirectory.root, "
 # hidden_* files; the reference model a solution trains sits there as
 # <assignment>_model.keras. nbgrader's ignore list applies to release, autograde
 # and feedback alike, so both are ignored everywhere (never released, never
-# copied into feedback, never copied over a student's own model), and a
-# pre-convert hook puts the hidden files and the student's own model in place
-# just before the tests run.
+# copied beside a notebook being graded or into feedback, never copied over a
+# student's own model); a pre-convert hook puts the student's own model beside
+# the notebook. Only the grader's own process reads the hidden files.
 c.CourseDirectory.ignore = [
     ".ipynb_checkpoints",
     "*.pyc",
@@ -57,14 +57,24 @@ c.Execute.timeout = 300
 c.Execute.startup_timeout = 120
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+# Hidden tests never run in the student's kernel, and no reference file is ever beside it:
+# the first step plans their repeat outside the notebook (confined, against references only
+# the grader reads) and removes them from the notebook the kernel runs; the step after
+# Execute writes the verdicts into the test cells (dlcourse.runner.trusted). Together they
+# hold one time and memory budget for all student code of the notebook.
+#
 # nbgrader zeroes any test cell that wrote to stderr. TensorFlow, Keras and
 # NumPy write log lines and warnings there, so the score of a cell would depend
 # on log noise. Policy: a test cell fails if and only if it raised; stderr text
 # stays visible in the feedback, as ordinary output.
+from dlcourse.runner import trusted  # noqa: E402
+
 c.Autograde.autograde_preprocessors = [
+    trusted.StartTrusted,
     nbgrader_plugins.RememberProcesses,
     Execute,
     nbgrader_plugins.StopStudentProcesses,
+    trusted.FinishTrusted,
     IgnorePattern,
     nbgrader_plugins.StderrIsNotFailure,
     "dlcourse.runner.untrusted.InertNotebook",  # formgrader and feedback show the result: no student script runs
@@ -80,10 +90,12 @@ c.Autograde.autograde_preprocessors = [
 # puts deleted test cells back itself (dlcourse.runner.tamper.restore_deleted_tests)
 # before nbgrader overwrites every test cell from the gradebook.
 
-# Feedback shows that hidden tests ran and what failed, not their source.
+# Feedback shows that hidden tests ran and what failed, not their source; and nothing a
+# submission wrote runs in the reader's browser (also for notebooks graded before that rule).
 c.GenerateFeedback.preprocessors = [
     GetGrades,
     nbgrader_plugins.HideHiddenTests,
+    "dlcourse.runner.untrusted.InertNotebook",
     CSSHTMLHeaderPreprocessor,
 ]
 # Feedback and formgrader's grading page (both nbconvert HTMLExporters) clean HTML once more
@@ -109,10 +121,11 @@ from dlcourse import lab_exchange  # noqa: E402
 c.Exchange.root = lab_exchange.personal_root()
 c.ExchangeFactory.list = lab_exchange.PersonalExchangeList
 
-# Plain `nbgrader autograde` and formgrader's Autograde button start the
-# student's kernel confined in bubblewrap (no network, no files of the TA's
-# outside the submission), as `course grade` does; validation keeps the
-# ordinary kernel. Keep this after the list of autograde preprocessors.
+# Every autograde (course grade, plain `nbgrader autograde`, formgrader's
+# Autograde button) starts the student's kernel confined in bubblewrap as
+# another user (no network, no file of the TA's, no reference file), with a
+# working folder of its own; validation keeps the ordinary kernel. Keep this
+# after the list of autograde preprocessors.
 from dlcourse.runner import kernel_sandbox  # noqa: E402
 
 c.Autograde.autograde_preprocessors = kernel_sandbox.confine_autograde(

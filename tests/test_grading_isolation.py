@@ -1,14 +1,17 @@
 """Warm grading keeps nothing of one student for the next.
 
 Two submissions of the LSTM practical go through the same warm processes
-(`--workers 1`: one autograde worker, one repeat server). The first plants, in the
-cell that defines ``sigmoid``, everything a student's code could leave behind: files
-(the sandbox's /tmp, home, /dev/shm, the server's spool), an environment variable,
-attributes on imported modules, a detached process and a System V shared-memory
-segment. It then checks that it can see its own plants, so the probe is known to
-work where it runs. The second submission runs the same probe first and raises if
-anything is there: its ``sigmoid`` cell would fail, in the notebook and in the
-repeat outside it, with the list of what it saw.
+(`--workers 1`: one autograde worker and its warm repeat servers, which fork one isolated
+job per graded function). The first plants, in the cell that defines ``sigmoid`` (an answer
+cell, so it runs in the notebook's kernel and in every job that repeats a hidden test),
+everything a student's code could leave behind: files (``/tmp``, home, ``/dev/shm``, the
+folder above its working folder, a folder made read-only), an environment variable,
+attributes on imported modules, a detached process listening on an abstract Unix socket, a
+System V shared-memory segment, a POSIX message queue and keys in the user and session
+keyrings. It then checks that it can see its own plants, so the probe is known to work where
+it runs. The second submission runs the same probe first and raises if anything is there:
+its ``sigmoid`` cell would fail, in the notebook and in the repeat outside it, with the list
+of what it saw.
 """
 
 from __future__ import annotations
@@ -30,10 +33,17 @@ pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]
 
 PROBE = '''
-import ctypes as _ct, os as _os, pathlib as _pl, subprocess as _sp, sys as _sys
+import ctypes as _ct, os as _os, pathlib as _pl, socket as _so, subprocess as _sp, sys as _sys
 _FILES = ("/tmp/dlc_planted", _os.path.expanduser("~/dlc_planted"), "/dev/shm/dlc_planted",
-          str(_pl.Path.cwd().parent / "dlc_planted"))
+          str(_pl.Path.cwd().parent / "dlc_planted"), "/tmp/dlc_locked/dlc_planted")
 _KEY = 0x5EED
+_LIBC = _ct.CDLL(None, use_errno=True)
+_KEYCTL = {"x86_64": 250, "aarch64": 219}[_os.uname().machine]
+_ADD_KEY = {"x86_64": 248, "aarch64": 217}[_os.uname().machine]
+
+
+def _dlc_key(keyring):
+    return _LIBC.syscall(_KEYCTL, 10, _ct.c_long(keyring), b"user", b"dlc_planted", 0) > 0  # KEYCTL_SEARCH
 
 
 def _dlc_seen():
@@ -50,13 +60,25 @@ def _dlc_seen():
                 seen.append("process")
         except OSError:
             pass
-    if _ct.CDLL(None, use_errno=True).shmget(_KEY, 0, 0) != -1:
+    if _LIBC.shmget(_KEY, 0, 0) != -1:
         seen.append("shared memory")
+    if _ct.CDLL("librt.so.1", use_errno=True).mq_open(b"/dlc_planted", _os.O_RDONLY) != -1:
+        seen.append("message queue")
+    for name, keyring in (("user keyring", -4), ("session keyring", -3)):
+        if _dlc_key(keyring):
+            seen.append(name)
+    try:
+        with _so.socket(_so.AF_UNIX) as _s:
+            _s.connect("\\0dlc_planted")
+            seen.append("abstract socket")
+    except OSError:
+        pass
     return seen
 '''
 
 PLANT = PROBE + '''
 _planted = []
+_pl.Path("/tmp/dlc_locked").mkdir(exist_ok=True)
 for _p in _FILES:
     try:
         _pl.Path(_p).parent.mkdir(parents=True, exist_ok=True)
@@ -64,19 +86,27 @@ for _p in _FILES:
         _planted.append(_p)
     except OSError:
         pass
+_os.chmod("/tmp/dlc_locked", 0o555)
 _os.environ["DLC_PLANTED"] = "1"
 import numpy as _np
 import dlcourse.grading.spec as _spec
 _np.dlc_planted = True
 _spec.DLC_PLANTED = True
-_sp.Popen([_sys.executable, "-c", "import time; time.sleep(300)", "dlc_planted"], start_new_session=True,
+_LISTEN = "import socket, time; s = socket.socket(socket.AF_UNIX); s.bind('\\\\0dlc_planted'); s.listen(); time.sleep(300)"
+_sp.Popen([_sys.executable, "-c", _LISTEN, "dlc_planted"], start_new_session=True,
           stdout=_sp.DEVNULL, stderr=_sp.DEVNULL)
-if _ct.CDLL(None, use_errno=True).shmget(_KEY, 4096, 0o1000 | 0o600) == -1:
+if _LIBC.shmget(_KEY, 4096, 0o1000 | 0o600) == -1:
     raise RuntimeError("could not plant shared memory")
+if _ct.CDLL("librt.so.1", use_errno=True).mq_open(b"/dlc_planted", _os.O_CREAT | _os.O_RDWR, 0o600, None) == -1:
+    raise RuntimeError("could not plant a message queue")
+for _keyring in (-4, -3):
+    if _LIBC.syscall(_ADD_KEY, b"user", b"dlc_planted", b"x", 1, _ct.c_long(_keyring)) < 0:
+        raise RuntimeError(f"could not plant a key in keyring {_keyring}")
 import time as _time
 _time.sleep(0.5)  # the process is up
-_core = {"/tmp/dlc_planted", str(_pl.Path.cwd().parent / "dlc_planted"), "environment variable",
-         "module attribute", "process", "shared memory"}
+_core = {"/tmp/dlc_planted", "/tmp/dlc_locked/dlc_planted", str(_pl.Path.cwd().parent / "dlc_planted"),
+         "environment variable", "module attribute", "process", "shared memory", "message queue",
+         "user keyring", "session keyring", "abstract socket"}
 _missing = (set(_planted) | _core) - set(_dlc_seen())
 if _missing:
     raise RuntimeError(f"the probe misses what was just planted: {sorted(_missing)}")
@@ -107,8 +137,7 @@ def test_nothing_of_one_student_reaches_the_next(tmp_path):
     _with_prefix(perfect, batch / "b_witness", WITNESS)
     starts = dict(warm.STARTS)
     result = grade(scratch, "lstm", batch, workers=1)
-    # Both went through one repeat server and one autograde worker: the warm path was taken.
-    assert warm.STARTS["repeat"] - starts.get("repeat", 0) == 1
+    # Both went through one autograde worker (and so its repeat servers): the warm path was taken.
     assert warm.STARTS["autograde"] - starts.get("autograde", 0) == 1
     records = {s: json.loads((scratch.grades / "records" / "lstm" / f"{s}.json").read_text())
                for s in ("a_planter", "b_witness")}
@@ -124,15 +153,12 @@ def test_nothing_of_one_student_reaches_the_next(tmp_path):
 
 def test_a_slot_closed_after_a_death_starts_afresh():
     """After a warm process died the slot is closed; the next job gets fresh processes."""
-    from dlcourse.runner import sandbox
-
     slot = warm.Slot()
-    isolation = sandbox.required(unconfined=True)
     try:
-        first, _ = slot.prepare(isolation, "cpu", {"DLCOURSE_UNCONFINED": "1"}, repeat=False)
+        first = slot.prepare({"DLCOURSE_UNCONFINED": "1"})
         first.proc.kill()
         slot.close()
-        second, _ = slot.prepare(isolation, "cpu", {"DLCOURSE_UNCONFINED": "1"}, repeat=False)
+        second = slot.prepare({"DLCOURSE_UNCONFINED": "1"})
         assert second is not first and second.alive() and slot.home is not None and slot.home.is_dir()
     finally:
         slot.close()

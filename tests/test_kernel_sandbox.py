@@ -83,9 +83,8 @@ def _autograde_with_probe(tmp_path: Path, port: int, extra_env: dict[str, str]) 
 
     env = {**os.environ, "HOME": str(ta_home), **extra_env}
     env["PATH"] = str(BIN) + os.pathsep + env.get("PATH", "")
-    for key in ("DLCOURSE_CONFINED", "DLCOURSE_UNCONFINED"):
-        if key not in extra_env:
-            env.pop(key, None)
+    if "DLCOURSE_UNCONFINED" not in extra_env:
+        env.pop("DLCOURSE_UNCONFINED", None)
     for args in (["generate_assignment", "tiny", "--force"], ["autograde", "tiny", "--create"]):
         result = subprocess.run([str(BIN / "nbgrader"), *args], cwd=course.root, env=env,
                                 capture_output=True, text=True, timeout=300)
@@ -130,8 +129,8 @@ def test_the_course_configuration_confines_autograde_only(repo_course):
         kernel_sandbox.confine_autograde([s for s in steps if s is not kernel_sandbox.ConfinedExecute])
 
 
-def test_inside_course_grade_the_kernel_is_not_wrapped_twice(monkeypatch):
-    monkeypatch.setenv("DLCOURSE_CONFINED", "1")
+def test_an_unconfined_run_asked_for_by_the_ta_is_not_wrapped(monkeypatch):
+    monkeypatch.setenv("DLCOURSE_UNCONFINED", "1")
     manager = kernel_sandbox.ConfinedKernelManager(kernel_name="python3")
     assert not manager.confined and manager.transport == "tcp"
 
@@ -153,6 +152,8 @@ def test_a_confined_kernel_can_be_interrupted_and_is_killed_past_its_memory(tmp_
     require_bubblewrap()
 
     async def scenario() -> None:
+        (tmp_path / "handed_in.txt").write_text("mine")
+        (tmp_path / "linked.txt").symlink_to("/etc/hostname")
         manager = kernel_sandbox.ConfinedKernelManager(kernel_name="python3", memory_gb=0.3, timeout=None)
         assert manager.confined and manager.transport == "ipc"
         await manager.start_kernel(cwd=str(tmp_path))
@@ -160,9 +161,20 @@ def test_a_confined_kernel_can_be_interrupted_and_is_killed_past_its_memory(tmp_
         client.start_channels()
         try:
             await client.wait_for_ready(timeout=60)
-            assert (await _run(client, "import os; print(os.getcwd())")).strip() == str(tmp_path)
+            # Its own working folder: a copy of the regular files beside the notebook, no link.
+            assert (await _run(client, "import os; print(os.getcwd(), sorted(os.listdir()))")).strip() == \
+                f"{kernel_sandbox.WORK} ['handed_in.txt']"
             status = await _run(client, "print(open('/proc/self/status').read())")
             assert "CapEff:\t0000000000000000" in status  # no capabilities, even when graded as root
+            assert "NoNewPrivs:\t1" in status
+            who = await _run(client, "import os; print(os.getuid())\ntry:\n    open('/etc/shadow').read()\n"
+                                     "    print('SHADOW READ')\nexcept OSError as e:\n    print(type(e).__name__)")
+            assert who.split() == ["65534", "PermissionError"], who
+            # The sandbox's standard streams are not those of the process that runs nbgrader
+            # (its stdout is how a warm worker replies to its parent): /dev/null and a log file.
+            root = manager.provisioner.pid
+            streams = [os.readlink(f"/proc/{root}/fd/{fd}") for fd in (0, 1, 2)]
+            assert streams[0] == "/dev/null" and streams[1] == streams[2] and streams[1].endswith("kernel.log")
             sleeper = asyncio.ensure_future(_run(client, "import time; time.sleep(60)"))
             await asyncio.sleep(1.5)
             started = time.monotonic()

@@ -1,19 +1,23 @@
 """The functions grades rest on, tested in seconds with adversarial inputs: no nbgrader run, no kernel.
 
-- ``verify.judge_function``/``judge_handin``/``judge_outputs``: what the confined process wrote
+- ``repeat.judge_function``/``judge_handin``/``read_answer``: what the confined job sent back
   is data, never a verdict;
+- ``trusted.apply``: a failed hidden test puts an error first in its cell, whatever the
+  notebook claimed;
 - ``gradebook.trusted_grades``: the autograded notebook's outputs decide, not its metadata;
-- ``grade.trusted_overrides``: only cells that exist and passed inside the kernel are zeroed;
 - ``tamper.scan_notebook``: what a TA is told;
-- ``nbgrader_plugins.AutogradeFileCopier``: hidden files come from the source, never the student;
+- ``nbgrader_plugins.AutogradeFileCopier``: no hidden file beside a notebook being graded, and
+  the student's own model;
 - ``sandbox.watch``: time and memory limits hold over a whole process tree.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import nbformat
@@ -25,14 +29,13 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_outp
 from dlcourse.grading.compare import GradingFailure
 from dlcourse.grading.references import Case
 from dlcourse.grading.spec import FunctionSpec, HandinContract, Produced, StandIn, isolated
-from dlcourse.runner import verify
-from dlcourse.runner.autograde import Outcome
-from dlcourse.runner.grade import trusted_overrides
+from dlcourse.harness import answer
+from dlcourse.runner import repeat, trusted
 from dlcourse.runner.gradebook import trusted_grades
 from dlcourse.runner.nbgrader_plugins import AutogradeFileCopier
+from dlcourse.runner.repeat import Verdict
 from dlcourse.runner.sandbox import kill, tree, watch
 from dlcourse.runner.tamper import scan_notebook
-from dlcourse.runner.verify import Verdict
 
 # --------------------------------------------------------------------------- specs and the repeat
 
@@ -50,12 +53,12 @@ CASES = [Case("d_small", {}, np.arange(3.0), 2 * np.arange(3.0)), Case("d_neg", 
 
 
 def _outputs(values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    return {f"{SPEC.test_id}__{name}": v for name, v in values.items()}
+    return {answer.output_key(name): v for name, v in values.items()}
 
 
 def test_judge_gives_the_checks_message():
     produced = {c.name: c.expected / 2 for c in CASES}
-    verdict = verify.judge_function(SPEC, CASES, _outputs(produced), {})
+    verdict = repeat.judge_function(SPEC, CASES, _outputs(produced), {})
     with pytest.raises(GradingFailure) as inside:
         SPEC.check(lambda x: x, {c.name: c for c in CASES})
     assert not verdict.passed and verdict.message == str(inside.value)
@@ -64,35 +67,60 @@ def test_judge_gives_the_checks_message():
 
 def test_judge_needs_every_case_and_finite_values():
     first = CASES[0]
-    missing = verify.judge_function(SPEC, CASES, _outputs({first.name: first.expected}), {})
+    missing = repeat.judge_function(SPEC, CASES, _outputs({first.name: first.expected}), {})
     assert not missing.passed and "d_neg: no output" in missing.message
-    nan = verify.judge_function(SPEC, CASES, _outputs({c.name: c.expected * np.nan for c in CASES}), {})
+    nan = repeat.judge_function(SPEC, CASES, _outputs({c.name: c.expected * np.nan for c in CASES}), {})
     assert not nan.passed and "NaN" in nan.message
-    passed = verify.judge_function(SPEC, CASES, _outputs({c.name: c.expected for c in CASES}), {})
+    passed = repeat.judge_function(SPEC, CASES, _outputs({c.name: c.expected for c in CASES}), {})
     assert passed.passed
 
 
-def test_an_outputs_file_that_lies_is_judged_by_its_values(tmp_path):
-    """A verdicts file, extra keys and an errors file that says all is well change nothing."""
-    (tmp_path / "verdicts.json").write_text(json.dumps({SPEC.test_id: "passed"}))
-    (tmp_path / verify.ERRORS).write_text("{}")
-    np.savez(tmp_path / verify.OUTPUTS, **_outputs({c.name: np.zeros_like(c.expected) for c in CASES}),
-             passed=np.ones(1))
-    outputs, errors = verify.read_outputs(tmp_path)
-    assert not verify.judge_function(SPEC, CASES, outputs, errors).passed
+def _answer(members: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return buffer.getvalue()
 
 
-@pytest.mark.parametrize("errors", ["[]", "not json", None])
-def test_unreadable_outputs_mean_failure(tmp_path, errors):
-    if errors is not None:
-        (tmp_path / verify.ERRORS).write_text(errors)
-    (tmp_path / verify.OUTPUTS).write_bytes(b"PK\x03\x04 broken")
-    assert verify.read_outputs(tmp_path) is None
+def _npz(arrays: dict[str, np.ndarray]) -> bytes:
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    return buffer.getvalue()
+
+
+def test_an_answer_that_lies_is_judged_by_its_values():
+    """Extra keys and an errors file that says all is well change nothing."""
+    data = _answer({answer.ERRORS_FILE: b"{}", answer.CELLS_FILE: json.dumps({SPEC.test_id: "passed"}).encode(),
+                    answer.OUTPUTS_FILE: _npz({**_outputs({c.name: np.zeros_like(c.expected) for c in CASES}),
+                                               "passed": np.ones(1)})})
+    outputs, errors, _cells = repeat.read_answer(data)
+    assert not repeat.judge_function(SPEC, CASES, outputs, errors).passed
+
+
+@pytest.mark.parametrize("data", [
+    b"PK\x03\x04 broken",
+    _answer({answer.ERRORS_FILE: b"not json"}),
+    _answer({answer.ERRORS_FILE: b"[]"}),
+    _answer({"verdicts.json": b"{}"}),  # a member that is not part of an answer
+    _answer({answer.OUTPUTS_FILE: _npz({"x": np.array([object()], dtype=object)})}),  # pickled objects
+])
+def test_unreadable_answers_are_refused(data):
+    with pytest.raises(ValueError):
+        repeat.read_answer(data)
+
+
+def test_an_oversized_answer_is_refused_before_it_is_read(monkeypatch):
+    monkeypatch.setattr(repeat, "MAX_ANSWER_BYTES", 1000)
+    with pytest.raises(ValueError, match="too large"):
+        repeat.read_answer(_answer({answer.OUTPUTS_FILE: _npz({"x": np.zeros(1000)})}))
 
 
 def test_a_crash_in_the_repeat_is_the_failure_message():
-    verdict = verify.judge_function(SPEC, CASES, {}, {f"{SPEC.test_id}__d_small": "double raised KeyError: 'x'"})
+    verdict = repeat.judge_function(SPEC, CASES, {}, {"d_small": "double raised KeyError: 'x'"})
     assert not verdict.passed and verdict.message == "double raised KeyError: 'x'"
+    whole = repeat.judge_function(SPEC, CASES, {}, {answer.WHOLE: "the cell double raised SyntaxError"})
+    assert not whole.passed and whole.message == "the cell double raised SyntaxError"
 
 
 def _handin(threshold: float = 0.5) -> HandinContract:
@@ -106,12 +134,12 @@ def test_handin_verdict_is_computed_from_probabilities():
     labels = np.array([0, 1, 1, 0])
     right = np.eye(2)[labels]
     handin = _handin()
-    assert verify.judge_handin(handin, labels, {handin.grade_id: right}, {}).passed
-    wrong = verify.judge_handin(handin, labels, {handin.grade_id: right[:, ::-1]}, {})
+    assert repeat.judge_handin(handin, labels, {answer.PREDICTIONS: right}, {}).passed
+    wrong = repeat.judge_handin(handin, labels, {answer.PREDICTIONS: right[:, ::-1]}, {})
     assert not wrong.passed and wrong.message == "accuracy on the test split 0.000 is below the threshold 0.50"
-    shape = verify.judge_handin(handin, labels, {handin.grade_id: right[:2]}, {})
+    shape = repeat.judge_handin(handin, labels, {answer.PREDICTIONS: right[:2]}, {})
     assert not shape.passed and "shape" in shape.message
-    assert not verify.judge_handin(handin, labels, {}, {}).passed
+    assert not repeat.judge_handin(handin, labels, {}, {}).passed
 
 
 # --------------------------------------------------------------------------- stand-ins
@@ -193,19 +221,33 @@ def test_a_missing_test_cell_scores_zero_and_points_come_from_the_gradebook(temp
     assert trusted_grades(url, "a", tmp_path / "a.ipynb") == {"test_f": 0.0, "test_g": 2.0, "question": 0.0}
 
 
-# --------------------------------------------------------------------------- overrides
+# --------------------------------------------------------------------------- verdicts into the notebook
 
-def test_overrides_zero_only_cells_that_exist_and_passed_inside():
-    outcome = Outcome("s", True, verdicts=[
-        Verdict("test_f_reference", False, "output differs", "f"),  # passed inside: a disagreement
-        Verdict("test_g_reference", False, "output differs", "g"),  # failed inside too: no override
-        Verdict("test_nowhere", False, "x", "h"),  # a cell the notebook does not have
-        Verdict("test_k_reference", True, "", "k"),
+def test_verdicts_decide_the_test_cells_whatever_the_notebook_claims(template_db, tmp_path):
+    url = _gradebook(template_db, tmp_path)
+    claim = new_output("execute_result", data={"text/plain": "3"}, execution_count=1)
+    nb = new_notebook(cells=[
+        _cell("code", "test_f", [claim]),  # claims full marks; its hidden test failed outside
+        _cell("code", "test_g", [new_output("stream", name="stdout", text="ok\n")]),  # passed outside too
+        _cell("markdown", "question"),
     ])
-    scores = {"test_f": 2.0, "test_f_reference": 5.0, "test_g_reference": 0.0, "test_g": 2.0,
-              "test_k_reference": 4.0, "test_fx": 1.0}
-    overridden = {o.cell: o.score for o in trusted_overrides(outcome, scores)}
-    assert overridden == {"test_f": 0.0, "test_f_reference": 0.0}
+    trusted.apply(nb, [Verdict("test_f", False, "f(2) returned 3, expected 4", "f"), Verdict("test_g", True),
+                       Verdict("question", False, "not a test cell")])
+    first = nb.cells[0].outputs[0]
+    assert first.output_type == "error" and first.evalue == "f(2) returned 3, expected 4"
+    assert nb.cells[1].outputs[-1].text == "Hidden tests: passed\n"
+    assert "outputs" not in nb.cells[2]
+    nbformat.write(nb, tmp_path / "a.ipynb")
+    assert trusted_grades(url, "a", tmp_path / "a.ipynb") == {"test_f": 0.0, "test_g": 2.0, "question": None}
+
+
+def test_hidden_blocks_are_cut_out_of_the_notebook_the_kernel_runs():
+    source = ("x = 1\n### BEGIN HIDDEN TESTS\nassert f(-3) == -6  # the secret\n### END HIDDEN TESTS\n"
+              "if True:\n    ### BEGIN HIDDEN TESTS\n    assert f(0) == 0\n    ### END HIDDEN TESTS\ny = 2")
+    cut = repeat.without_hidden_tests(source)
+    assert "secret" not in cut and "f(0)" not in cut and "BEGIN" not in cut
+    assert cut.splitlines() == ["x = 1", repeat.HIDDEN_MARKER, "if True:", "    " + repeat.HIDDEN_MARKER, "y = 2"]
+    assert len(repeat.hidden_blocks(source)) == 2
 
 
 # --------------------------------------------------------------------------- tamper scan
@@ -243,7 +285,7 @@ def _course_tree(root: Path, students: list[str]) -> list[str]:
 
 
 @pytest.mark.parametrize("pattern", ["alice", "*"])
-def test_hidden_files_come_from_the_source_and_models_from_the_student(tmp_path, pattern):
+def test_no_hidden_file_lies_beside_a_notebook_being_graded_and_models_are_the_students(tmp_path, pattern):
     """nbgrader passes student='*' when a whole class is autograded; each submission still
     gets its own folder."""
     notebooks = _course_tree(tmp_path, ["alice", "bob"])
@@ -252,7 +294,7 @@ def test_hidden_files_come_from_the_source_and_models_from_the_student(tmp_path,
         hook(assignment="a", student=pattern, notebooks=[notebook])
     for student in ("alice", "bob"):
         graded = tmp_path / "autograded" / student / "a"
-        assert (graded / "hidden_refs.npz").read_bytes() == b"the real references"
+        assert sorted(p.name for p in graded.iterdir()) == ["a_model.keras"]
         assert (graded / "a_model.keras").read_bytes() == b"model of " + student.encode()
     assert not (tmp_path / "autograded" / "*").exists()
 
@@ -290,13 +332,12 @@ def test_an_honest_child_is_left_alone():
     assert watched.limit == "" and code == 0 and out.strip() == "done"
 
 
-def test_outside_course_grade_only_processes_of_this_run_are_stopped(monkeypatch):
+def test_only_processes_of_this_run_are_stopped():
     """Formgrader autogrades inside the Jupyter server: the TA's own kernels must survive."""
     import subprocess
 
     from dlcourse.runner.nbgrader_plugins import RememberProcesses, StopStudentProcesses
 
-    monkeypatch.delenv("DLCOURSE_CONFINED", raising=False)
     sleep = [sys.executable, "-c", "import time; time.sleep(60)"]
     tas_kernel = subprocess.Popen(sleep)
     try:

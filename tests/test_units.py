@@ -91,18 +91,20 @@ def test_stderr_policy_only_touches_cells_that_did_not_raise():
     assert nb.cells[1].outputs[0].name == "stderr"
 
 
-def test_hidden_file_copier_reads_the_root_off_the_notebook_path(tmp_path):
+def test_file_copier_puts_the_students_own_model_beside_the_notebook_and_no_hidden_file(tmp_path):
     (tmp_path / "solutions" / "a").mkdir(parents=True)
     (tmp_path / "solutions" / "a" / "hidden_x.npz").write_bytes(b"ref")
     (tmp_path / "solutions" / "a" / "visible.txt").write_text("v")
     (tmp_path / "solutions" / "a" / "a_model.keras").write_bytes(b"reference model")
+    (tmp_path / "secret.txt").write_text("TA-ONLY")
     nb_path = tmp_path / "submitted" / "s1" / "a" / "a.ipynb"
     nb_path.parent.mkdir(parents=True)
     (nb_path.parent / "a_model.keras").write_bytes(b"student model")
+    (nb_path.parent / "b_model.keras").symlink_to(tmp_path / "secret.txt")  # a link is not a hand-in
     AutogradeFileCopier("solutions", "autograded")(assignment="a", student="s1", notebooks=[str(nb_path)])
-    assert (tmp_path / "autograded" / "s1" / "a" / "hidden_x.npz").read_bytes() == b"ref"
-    assert (tmp_path / "autograded" / "s1" / "a" / "a_model.keras").read_bytes() == b"student model"
-    assert not (tmp_path / "autograded" / "s1" / "a" / "visible.txt").exists()
+    graded = tmp_path / "autograded" / "s1" / "a"
+    assert sorted(p.name for p in graded.iterdir()) == ["a_model.keras"], "no reference beside the notebook"
+    assert (graded / "a_model.keras").read_bytes() == b"student model"
 
 
 def test_failure_reason_prefers_the_root_exception():

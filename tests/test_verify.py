@@ -1,5 +1,5 @@
 """One definition per graded function and hand-in: the hidden cells are built from the specs,
-the repeat outside the kernel covers every hidden test, and the prose states the contract."""
+the repeat outside the kernel decides every hidden test, and the prose states the contract."""
 
 from __future__ import annotations
 
@@ -8,18 +8,21 @@ import re
 import pytest
 
 from dlcourse.grading.registry import function_specs, handin_contracts, spec_problems
+from dlcourse.runner import repeat
 from dlcourse.runner.course import Course
 from dlcourse.runner.notebooks import grade_id, read_notebook
-from dlcourse.runner.verify import verified_test_ids
 
 ASSIGNMENTS = ["inception", "residual", "lstm", "unet"]
 
 
 @pytest.mark.parametrize("assignment", ASSIGNMENTS)
-def test_every_hidden_test_is_repeated_outside_the_kernel(repo_course: Course, assignment):
+def test_every_hidden_test_is_decided_by_a_spec_outside_the_kernel(repo_course: Course, assignment):
     nb = read_notebook(repo_course.source_notebook(assignment))
     hidden = {grade_id(c) for c in nb.cells if "BEGIN HIDDEN TESTS" in c.source}
-    assert hidden == set(verified_test_ids(assignment))
+    plan = repeat.plan(assignment, repo_course.solutions / assignment, nb, nb, None)
+    assert not plan.problems
+    assert {job.kind for job in plan.jobs} == {"function", "handin"}, "no hidden test without a spec"
+    assert hidden == {t for job in plan.jobs for t in job.test_ids}
 
 
 @pytest.mark.parametrize("assignment", ASSIGNMENTS)

@@ -90,6 +90,11 @@ FORWARD_MISTAKES = {
 
 # ---------------------------------------------------------------------------
 # Guard: the from-scratch functions must not call Keras's recurrent layers.
+#
+# Inside the student's notebook this guard only tells an honest student early: code in the
+# same process can undo it. What decides the grade is the repeat outside the notebook, where
+# lstm_cell_forward and lstm_forward run in a process without Keras or TensorFlow at all
+# (FunctionSpec.frameworks=False, dlcourse.harness.frameworks).
 # ---------------------------------------------------------------------------
 
 class FromScratchViolation(GradingFailure):
@@ -97,7 +102,15 @@ class FromScratchViolation(GradingFailure):
 
 
 def _recurrent_targets() -> list[tuple[object, str]]:
-    """(owner, attribute) pairs to block: recurrent layer classes and op-level LSTMs."""
+    """(owner, attribute) pairs to block: recurrent layer classes and op-level LSTMs (none where
+    Keras is not installed: the repeat outside the notebook grades these functions without it)."""
+    try:
+        return _keras_recurrent_targets()
+    except ImportError:
+        return []
+
+
+def _keras_recurrent_targets() -> list[tuple[object, str]]:
     import keras
 
     names = ("LSTM", "LSTMCell", "GRU", "GRUCell", "SimpleRNN", "SimpleRNNCell", "RNN",
@@ -373,11 +386,11 @@ SIGMOID = FunctionSpec(
 LSTM_CELL_FORWARD = FunctionSpec(
     "lstm_cell_forward", __name__, "LSTM_CELL_FORWARD", REFERENCE_FILE, "cell", produce_lstm_cell_forward,
     lambda case: _cell_call(case) + " -> (h_t, c_t)", diagnose=_diagnose_cell,
-    stand_ins=(SIGMOID_STAND_IN,))
+    stand_ins=(SIGMOID_STAND_IN,), frameworks=False)
 LSTM_FORWARD = FunctionSpec(
     "lstm_forward", __name__, "LSTM_FORWARD", REFERENCE_FILE, "forward", produce_lstm_forward, _forward_call,
     diagnose=_diagnose_forward,
-    stand_ins=(SIGMOID_STAND_IN, StandIn("lstm_cell_forward", reference_lstm_cell_forward)))
+    stand_ins=(SIGMOID_STAND_IN, StandIn("lstm_cell_forward", reference_lstm_cell_forward)), frameworks=False)
 
 
 # ---------------------------------------------------------------------------

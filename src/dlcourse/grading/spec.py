@@ -167,6 +167,10 @@ class FunctionSpec:
     #: size) that outrank the first differing inner layer.
     diagnose_first: bool = False
     test_cell: str = ""  # grade_id of the test cell holding the hidden block, if not the usual one
+    #: False for a function the assignment says to write in NumPy: its hidden test is repeated
+    #: where no framework is installed (dlcourse.harness.frameworks), so that no guard inside
+    #: the student's process is needed to keep, say, Keras's LSTM out of it.
+    frameworks: bool = True
 
     @property
     def test_id(self) -> str:
@@ -180,10 +184,12 @@ class FunctionSpec:
         """Context manager: the other graded functions ``function`` calls are reference versions."""
         return isolated(function, self.stand_ins)
 
-    def run(self, function: Callable, case: Case) -> Produced:
-        """The student's output for ``case``, with the stand-ins in place and the lecture helpers
-        that would answer for the student refusing; not compared."""
-        with self.isolated(function), helpers_refused(self.refused_helpers):
+    def run(self, function: Callable, case: Case, stand_ins: tuple[StandIn, ...] | None = None) -> Produced:
+        """The student's output for ``case``, with the stand-ins (``stand_ins`` if given, else the
+        spec's own) in place and the lecture helpers that would answer for the student refusing;
+        not compared."""
+        chosen = self.stand_ins if stand_ins is None else stand_ins
+        with isolated(function, chosen), helpers_refused(self.refused_helpers):
             return self.produce(function, case)
 
     def judge(self, case: Case, produced: Produced) -> str | None:

@@ -34,6 +34,7 @@ from dlcourse.runner.reports import (
     write_lms_csv,
 )
 from dlcourse.runner.submissions import TIMESTAMP, ImportReport, import_submissions
+from dlcourse.runner.untrusted import InertNotebook
 
 DEFAULT_TIMEOUT = 1800.0
 DEFAULT_MEMORY_GB = 4.0
@@ -91,8 +92,8 @@ def db_url(course: Course) -> str:
 
 def _digest(folder: Path, skip: tuple[str, ...] = ()) -> str:
     digest = hashlib.sha256()
-    for path in sorted(p for p in folder.rglob("*") if p.is_file() and ".ipynb_checkpoints" not in p.parts
-                       and p.name not in skip):
+    for path in sorted(p for p in folder.rglob("*") if p.is_file() and not p.is_symlink()
+                       and ".ipynb_checkpoints" not in p.parts and p.name not in skip):
         digest.update(str(path.relative_to(folder)).encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()
 
@@ -146,7 +147,7 @@ def _write_record(course: Course, assignment: str, outcome: Outcome, inputs: dic
     record = {"student": outcome.student, "ok": outcome.ok, "reason": outcome.reason,
               "seconds": round(outcome.seconds, 2), "peak_memory": outcome.peak_memory,
               "findings": outcome.findings, "verdicts": [asdict(v) for v in outcome.verdicts],
-              "device": outcome.device,
+              "device": outcome.device, "fault": outcome.fault,
               "overridden": overridden, **inputs}
     path.write_text(json.dumps(record, indent=1))
 
@@ -158,26 +159,6 @@ def _update_record(course: Course, assignment: str, student: str, **values: str)
         _record_path(course, assignment, student).write_text(json.dumps(record, indent=1))
 
 
-def trusted_overrides(outcome: Outcome, scores: dict[str, float]) -> list[gradebook.Override]:
-    """Where the kernel said pass but the repeat outside it failed, the kernel cannot be trusted.
-
-    An honest notebook gives the same verdict in both places (same code, same
-    inputs). A disagreement zeroes every test cell of that function
-    (``test_<function>*``), since the same tampering may have passed its
-    visible tests too; a failed hand-in model check zeroes that cell.
-    """
-    overrides = []
-    for verdict in outcome.verdicts:
-        if verdict.passed or not scores.get(verdict.test_id):
-            continue
-        function = verdict.function
-        cells = [c for c in scores if c == verdict.test_id or (
-            function and (c == f"test_{function}" or c.startswith(f"test_{function}_")))]
-        why = f"passed in the notebook but disagrees with the repeat outside the notebook ({verdict.message})"
-        overrides += [gradebook.Override(c, 0.0, why) for c in cells if scores[c] > 0]
-    return overrides
-
-
 def _merge(course: Course, assignment: str, outcome: Outcome, main_url: str, resubmitted: bool) -> Graded:
     """Bring a finished submission into the course, keeping hand grading."""
     student = outcome.student
@@ -187,16 +168,15 @@ def _merge(course: Course, assignment: str, outcome: Outcome, main_url: str, res
     private = outcome.private_course
     private_url = f"sqlite:///{private / 'gradebook.db'}"
     graded = private / "autograded" / student / assignment
+    # The hidden tests' verdicts are in the notebook's outputs already (dlcourse.runner.trusted).
     scores = {nb.stem: gradebook.trusted_grades(main_url, assignment, nb) for nb in sorted(graded.glob("*.ipynb"))}
-    overrides = trusted_overrides(outcome, {cell: score or 0.0 for per_nb in scores.values()
-                                            for cell, score in per_nb.items()})
-    review = gradebook.merge_submission(private_url, main_url, assignment, student, scores, overrides,
-                                        flagged=bool(overrides or outcome.findings), resubmitted=resubmitted)
+    review = gradebook.merge_submission(private_url, main_url, assignment, student, scores, [],
+                                        flagged=bool(outcome.findings), resubmitted=resubmitted)
     target = course.autograded / student / assignment
     if target.exists():
         shutil.rmtree(target)
-    shutil.copytree(graded, target, ignore=shutil.ignore_patterns(".home", ".stdout", ".stderr"))
-    return Graded(outcome, sorted({o.cell for o in overrides}), review)
+    shutil.copytree(graded, target, symlinks=True)
+    return Graded(outcome, [], review)
 
 
 def _record_failure(course: Course, assignment: str, student: str, reason: str, main_url: str) -> None:
@@ -212,6 +192,7 @@ def _record_failure(course: Course, assignment: str, student: str, reason: str, 
         nb = read_notebook(course.submitted / student / assignment / f"{assignment}.ipynb")
     except (CourseError, OSError):
         nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell(f"**Not graded:** {reason}")])
+    nb, _ = InertNotebook().preprocess(nb, {})  # formgrader shows it: nothing in it may run there
     nbformat.write(nb, target / f"{assignment}.ipynb")
 
 
@@ -258,7 +239,10 @@ def _plan(course: Course, assignment: str, students: list[str], template_url: st
         record = _read_record(course, assignment, student) or {}
         if record.get("submission", inputs["submission"]) != inputs["submission"]:  # unknown: not new
             plan.resubmitted.add(student)
-        current = all(record.get(k) == v for k, v in inputs.items()) and student in recorded
+        # A submission whose grading failed for a reason not its own (a dead worker, a machine that
+        # could not confine it, a classmate's sabotage) is graded again, whatever else changed.
+        blameless = record.get("ok") is False and record.get("fault") != autograde.FAULT_SUBMISSION
+        current = all(record.get(k) == v for k, v in inputs.items()) and student in recorded and not blameless
         (plan.skipped if current and not force else plan.todo).append(student)
     return plan
 
@@ -279,7 +263,7 @@ def _grade_all(course: Course, assignment: str, plan: _Plan, template: Path, wor
         if error is None:
             outcome = jobs.unpack_result(result, workdir / student)
         else:  # a grader fault or a lost worker must not stop the batch
-            outcome = Outcome(student, False, jobs.failure_reason(error))
+            outcome = Outcome(student, False, jobs.failure_reason(error), fault=jobs.failure_fault(error))
         done.append(_record(course, assignment, plan, outcome, main_url))
         if progress:
             progress(len(done), len(plan.todo), done[-1])
@@ -356,6 +340,7 @@ def _record(course: Course, assignment: str, plan: _Plan, outcome: Outcome, main
         graded = _merge(course, assignment, outcome, main_url, student in plan.resubmitted)
     except Exception as exc:  # e.g. an autograded notebook nbgrader could not write
         outcome.ok, outcome.reason = False, f"grader error: {type(exc).__name__}: {exc}"
+        outcome.fault = autograde.FAULT_GRADER
         _record_failure(course, assignment, student, outcome.reason, main_url)
         graded = Graded(outcome)
     _write_record(course, assignment, outcome, plan.inputs[student], graded.overridden)
@@ -452,7 +437,7 @@ def grade(
     main_url = db or db_url(course)
     _check_db(main_url)
     if cluster is None:  # the warm processes load while the batch is planned
-        autograde.prestart(limits, assignment, min(workers, len(students)))
+        autograde.prestart(limits, min(workers, len(students)))
     with tempfile.TemporaryDirectory(prefix="dlcourse-grade-") as tmp:
         template = Path(tmp) / "template.db"
         register(course, assignment, f"sqlite:///{template}")

@@ -32,7 +32,7 @@ from typing import Any
 from dlcourse.errors import CourseError
 from dlcourse.runner import warm
 from dlcourse.runner.archives import zip_bytes
-from dlcourse.runner.autograde import Limits, Outcome, grade_submission
+from dlcourse.runner.autograde import FAULT_GRADER, FAULT_SUBMISSION, Limits, Outcome, grade_submission
 from dlcourse.runner.course import CONFIG_NAME, Course
 from dlcourse.runner.nbgrader_plugins import hidden_files
 
@@ -103,7 +103,8 @@ def run_job(bundle: bytes, submission: bytes, assignment: str, student: str, lim
         import socket
 
         reason = f"worker {socket.gethostname()} cannot confine student code: {sandbox.detect().warning}"
-        return zip_bytes({OUTCOME: json.dumps(asdict(Outcome(student, False, reason))).encode()})
+        outcome = Outcome(student, False, reason, fault=FAULT_GRADER)
+        return zip_bytes({OUTCOME: json.dumps({**asdict(outcome), "workdir": None}).encode()})
     cached = _bundle_folder(bundle)
     with tempfile.TemporaryDirectory(prefix="dlcourse-job-") as tmp:
         root = Path(tmp) / "view"
@@ -173,6 +174,12 @@ def worker_lost(exc: BaseException | None) -> bool:
     """Dask gave up on a job because the workers it was given to died (``KilledWorker``), or
     cancelled it when data it needed went down with them."""
     return exc is not None and type(exc).__name__ in ("KilledWorker", "CancelledError", "FutureCancelledError")
+
+
+def failure_fault(exc: BaseException) -> str:
+    """Whose fault a job without a result is: the submission's when every worker it was given
+    died, else the grader's (the next run grades it again)."""
+    return FAULT_SUBMISSION if worker_lost(exc) else FAULT_GRADER
 
 
 def failure_reason(exc: BaseException) -> str:

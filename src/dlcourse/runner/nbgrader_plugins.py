@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import fnmatch
 import os
-import shutil
+import stat
 import sys
 from collections.abc import Iterable
 from pathlib import Path
@@ -47,20 +47,45 @@ def hidden_files(folder: Path) -> list[Path]:
 
 
 def handin_files(folder: Path) -> list[Path]:
-    """Handed-in model files directly in ``folder``, sorted."""
-    return sorted(p for p in Path(folder).glob("*") if p.is_file() and is_handin(p.name))
+    """Handed-in model files directly in ``folder`` (regular files, never links), sorted."""
+    return sorted(p for p in Path(folder).glob("*") if is_handin(p.name) and p.is_file() and not p.is_symlink())
+
+
+def read_regular_file(path: Path, max_bytes: int) -> bytes:
+    """The bytes of ``path`` if it is a regular file of at most ``max_bytes``, opened without
+    following a link (OSError or ValueError otherwise). Files that came from student code or a
+    submission are read this way only, so that a link or a sparse giant reads nothing."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_NONBLOCK", 0))
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise ValueError(f"{Path(path).name} is not a regular file")
+        if info.st_size > max_bytes:
+            raise ValueError(f"{Path(path).name} is larger than {max_bytes} bytes")
+        with os.fdopen(os.dup(fd), "rb") as fh:
+            data = fh.read(max_bytes + 1)
+        if len(data) > max_bytes:
+            raise ValueError(f"{Path(path).name} is larger than {max_bytes} bytes")
+        return data
+    finally:
+        os.close(fd)
+
+
+#: A handed-in model: far above any model the practicals ask for.
+MAX_HANDIN_BYTES = 512 << 20
 
 
 class AutogradeFileCopier:
-    """Autograde pre-convert hook: put the files nbgrader's ignore list skips in place.
+    """Autograde pre-convert hook: put the student's own hand-in models beside the notebook.
 
-    Hidden files come from the source folder; hand-in model files come from the
-    student's own submission (never from the source folder). nbgrader calls the
-    hook once per submission with that submission's notebook paths,
-    ``<root>/<submitted>/<student>/<assignment>/<nb>.ipynb``. The course root,
-    the student and the assignment are read off those paths: when a whole class
-    is autograded nbgrader passes ``student="*"`` (the pattern it was asked
-    for), not the student whose notebooks these are.
+    nbgrader's ignore list keeps hand-in files (and hidden files) from being copied in
+    either direction, so the instructor's reference model never replaces a student's. The
+    student's own models come from the submission, read as regular files only. Hidden files
+    are never copied here: no reference lies where the notebook runs; the hidden tests are
+    decided outside it (:mod:`dlcourse.runner.trusted`). nbgrader calls the hook once per
+    submission with its notebook paths, ``<root>/<submitted>/<student>/<assignment>/<nb>.ipynb``;
+    the student and assignment are read off those paths (for a whole class nbgrader passes
+    ``student="*"``).
     """
 
     def __init__(self, source_directory: str, autograded_directory: str) -> None:
@@ -71,16 +96,18 @@ class AutogradeFileCopier:
         notebooks = list(notebooks)
         if not notebooks:
             return
-        submitted = Path(notebooks[0]).resolve().parent
+        submitted = Path(notebooks[0]).parent
         root = submitted.parents[2]
         assignment, student = submitted.name, submitted.parent.name
-        source = root / self.source_directory / assignment
         dest = root / self.autograded_directory / student / assignment
-        copies = [(p, dest / p.relative_to(source)) for p in hidden_files(source)]
-        copies += [(p, dest / p.name) for p in handin_files(submitted)]
-        for path, target in copies:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(path, target)
+        for path in handin_files(submitted):
+            with contextlib.suppress(OSError, ValueError):  # not a regular file: not handed in
+                data = read_regular_file(path, MAX_HANDIN_BYTES)
+                dest.mkdir(parents=True, exist_ok=True)
+                target = dest / path.name
+                if target.is_symlink() or target.exists():
+                    target.unlink()
+                target.write_bytes(data)
 
 
 class StderrIsNotFailure(Preprocessor):
@@ -177,14 +204,12 @@ class RememberProcesses(Preprocessor):
 class StopStudentProcesses(Preprocessor):
     """Autograde preprocessor, right after Execute: no student process outlives the kernel.
 
-    A cell can start a detached process that waits for nbgrader to write the
-    scores and then edits the gradebook. Inside `course grade`'s confinement
-    (its own PID namespace, marked by ``DLCOURSE_CONFINED``) every process but
-    this one and its ancestors is killed. Elsewhere (plain nbgrader, formgrader's
-    button) only descendants that started during this notebook's execution are:
-    the kernel itself runs confined there (:mod:`dlcourse.runner.kernel_sandbox`), so
-    its processes end with it, and the server's other children -- the TA's own
-    kernels -- are not this run's.
+    A confined kernel's processes end with its sandbox (its own PID namespace). This matters
+    when the TA grades unconfined: a cell can start a detached process that waits for nbgrader
+    to write the scores and then edits the gradebook. Every descendant of this process that
+    started during the notebook's execution is killed -- not the server's other children (the
+    TA's own kernels, under formgrader), and not the warm repeat servers, which run no student
+    code (:mod:`dlcourse.runner.repeat`).
     """
 
     enabled = Bool(True, help="nbconvert preprocessors are off unless enabled").tag(config=True)
@@ -192,14 +217,13 @@ class StopStudentProcesses(Preprocessor):
     def preprocess(self, nb: NotebookNode, resources: dict) -> tuple[NotebookNode, dict]:
         import psutil
 
+        from dlcourse.runner.repeat import pool
+
         me = psutil.Process()
-        keep = {me.pid, *(p.pid for p in me.parents())}
-        if os.environ.get("DLCOURSE_CONFINED") == "1":
-            targets = [p for p in psutil.process_iter() if p.pid not in keep]
-        else:
-            before = resources.get("dlcourse_processes_before", {})
-            targets = [p for p in me.children(recursive=True)
-                       if before.get(p.pid) != _start_time(p)]
+        before = resources.get("dlcourse_processes_before", {})
+        keep = pool().process_ids()
+        targets = [p for p in me.children(recursive=True)
+                   if before.get(p.pid) != _start_time(p) and p.pid not in keep]
         for proc in targets:
             with contextlib.suppress(psutil.Error):
                 proc.kill()
