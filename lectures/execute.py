@@ -8,7 +8,8 @@ Run this after editing a lecture, then commit the notebook:
 Stored outputs are what nbval compares against (cells marked
 ``# NBVAL_CHECK_OUTPUT``). TensorFlow's C++ start-up lines, which it prints
 before any Python setting can silence them, are dropped from the stored
-outputs; everything else is kept as the kernel wrote it.
+outputs, and so is the output of the Colab setup cell on top, which only names the data
+folder of the machine that ran the notebook; everything else is kept as the kernel wrote it.
 """
 
 from __future__ import annotations
@@ -48,6 +49,15 @@ def strip_startup_noise(nb: nbformat.NotebookNode) -> None:
         cell.outputs = kept
 
 
+def drop_setup_output(nb: nbformat.NotebookNode) -> None:
+    """Clear the outputs of the Colab setup cell (an absolute path of this machine)."""
+    from dlcourse.colab import LOCATION_PREFIX
+
+    for cell in nb.cells:
+        if cell.cell_type == "code" and LOCATION_PREFIX in cell.source:
+            cell.outputs = []
+
+
 def execute(path: Path, timeout: int = 600, save: bool = True) -> float:
     """Execute one notebook in its own folder; return the wall time in seconds."""
     nb = nbformat.read(path, as_version=4)
@@ -58,6 +68,7 @@ def execute(path: Path, timeout: int = 600, save: bool = True) -> float:
     seconds = time.perf_counter() - start
     if save:
         strip_startup_noise(nb)
+        drop_setup_output(nb)
         nbformat.write(nb, path)
     return seconds
 
