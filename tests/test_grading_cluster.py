@@ -66,8 +66,8 @@ def cluster(tmp_path):
 
 class WorkerKiller(threading.Thread):
     """Kills the Dask worker process that grades a given student: once for ``once``, every time for
-    ``always``. A worker is found by the student's confined kernel, whose sandbox binds the
-    student's folder (``.../autograded/<student>/...``) and which runs below the worker."""
+    ``always``. A worker is found by the bubblewrap process of the student's kernel, which runs
+    below it, started in the student's folder (``.../autograded/<student>/...``)."""
 
     def __init__(self, once: str, always: str) -> None:
         super().__init__(daemon=True)
@@ -78,7 +78,11 @@ class WorkerKiller(threading.Thread):
         """The worker process (the nanny's child) above the student's kernel."""
         for proc in psutil.process_iter(["cmdline"]):
             cmdline = proc.info["cmdline"] or []
-            if "ipykernel_launcher" in cmdline and f"/autograded/{student}/" in " ".join(cmdline):
+            grading = False
+            with contextlib.suppress(psutil.Error):
+                grading = bool(cmdline) and cmdline[0].endswith("bwrap") and \
+                    f"/autograded/{student}/" in proc.cwd() + "/"
+            if grading:
                 with contextlib.suppress(psutil.Error):
                     chain = [proc, *proc.parents()]
                     for child, parent in itertools.pairwise(chain):

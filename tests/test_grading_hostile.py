@@ -199,6 +199,15 @@ def test_originals_untouched_and_regrading_is_idempotent(tiny_batch):
     again = grade(course, "tiny", timeout=40, workers=2, memory_gb=1.5)
     assert sorted(again.skipped) == sorted(rows), "unchanged submissions are not graded twice"
     assert {r.student: r.score for r in again.rows} == {s: r.score for s, r in rows.items()}
+    # A submission whose grading failed for a reason not its own (a dead worker, a classmate's
+    # sabotage) is graded again without --force; one that failed of itself is not.
+    record_path = course.grades / "records" / "tiny" / "good2.json"
+    record = json.loads(record_path.read_text())
+    record.update(ok=False, reason="grading process died: the worker was killed", fault="grader")
+    record_path.write_text(json.dumps(record))
+    recovered = grade(course, "tiny", timeout=40, workers=2, memory_gb=1.5)
+    assert "good2" not in recovered.skipped and {"hang", "memory", "notjson"} <= set(recovered.skipped)
+    assert {r.student: r.score for r in recovered.rows}["good2"] == 2
     forced = grade(course, "tiny", timeout=40, workers=2, memory_gb=1.5, force=True)
     honest = ("good", "good2", "wrong", "syntax", "edited", "deleted", "escape", "notjson", "daemon")
     assert {s: r.score for s, r in ((r.student, r) for r in forced.rows) if s in honest} == \
@@ -238,22 +247,27 @@ def inception_batch(repo_course, tmp_path_factory):
 def test_tampering_does_not_pay(inception_batch, student):
     _course, rows = inception_batch
     row, perfect = rows[student], rows["perfect"]
-    assert perfect.score == 24 and not perfect.overridden and not perfect.findings
+    assert perfect.score == 24 and not perfect.hidden_failed and not perfect.findings
     assert row.questions["test_inception_module_reference"] == 0
     assert row.score <= 19, "no more than the same wrong module handed in honestly (examples' partly_wrong)"
     assert row.findings, "the tampering is reported"
 
 
-def test_a_pass_only_inside_the_kernel_is_overridden(inception_batch):
+def test_patching_the_grading_library_cannot_pass_a_hidden_test(inception_batch):
     _course, rows = inception_batch
-    # Patching the grading library does fool the kernel; the repeat outside it does not.
-    assert set(rows["patched"].overridden) == {"test_inception_module", "test_inception_module_reference"}
+    # The hidden test never runs in the kernel the patch lives in: it is decided outside it.
+    assert "test_inception_module_reference" in rows["patched"].hidden_failed
+    assert rows["patched"].questions["test_inception_module_reference"] == 0
 
 
-def test_reading_hidden_files_is_reported(inception_batch):
-    _course, rows = inception_batch
+def test_no_hidden_file_is_there_to_read_and_trying_is_reported(inception_batch):
+    course, rows = inception_batch
     assert rows["peeking"].score == 24
     assert any("hidden files" in f for f in rows["peeking"].findings)
+    graded = read_notebook(course.autograded / "peeking" / "inception" / "inception.ipynb")
+    errors = [o for c in graded.cells if c.cell_type == "code" for o in c.get("outputs", [])
+              if o.get("output_type") == "error"]
+    assert any(e.ename == "FileNotFoundError" and "hidden_inception_refs" in e.evalue for e in errors)
 
 
 def test_feedback_holds_no_hidden_tests(inception_batch):

@@ -3,8 +3,8 @@
 Paths: `course grade`; plain `nbgrader autograde A` for the whole class (nbgrader then calls the
 course's pre-convert hook with student ``*``); plain `nbgrader autograde A --student S`; and
 formgrader's Autograde button, which calls nbgrader's ``NbGraderAPI.autograde``. Each runs real
-nbgrader on two students of a small course with a hidden reference file, one of whom hands in a
-forged copy of it. The four practicals go through the whole-class path in
+nbgrader on two students of a small course with a hidden test (decided outside the notebook) and
+a hidden file, of which one student hands in a forged copy. The four practicals go through the whole-class path in
 ``tests/test_mutants.py``.
 """
 
@@ -29,7 +29,7 @@ pytestmark = pytest.mark.slow
 
 STUDENTS = ("alice", "mallory")
 #: What an honest, complete submission earns on every path (the noisy cell keeps its points,
-#: the deliberately failing one gets none, the hidden test sees the real reference file).
+#: the deliberately failing one gets none, the hidden test passes).
 EXPECTED = {"test_answer_noisy": 2.0, "test_answer_fails": 0.0, "test_answer_hidden": 2.0}
 
 
@@ -93,6 +93,6 @@ def test_honest_submissions_score_the_same_on_every_path(tmp_path, path):
     for student in STUDENTS:
         assert scores[student] == EXPECTED, (student, scores[student])
         hidden = course.autograded / student / "noisy" / "hidden_expected.txt"
-        assert hidden.read_text() == "42\n", f"{student} was graded against a forged reference file"
+        assert not hidden.exists(), f"{student}'s notebook was graded beside a hidden file"
     assert not (course.autograded / "*").exists()
     assert (course.submitted / "mallory" / "noisy" / "hidden_expected.txt").read_text() == "43\n"

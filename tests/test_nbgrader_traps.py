@@ -2,8 +2,9 @@
 
 (a) nbgrader zeroes a test cell that wrote anything to stderr; log noise must
     not cost a passing cell its points.
-(b) hidden_* files beside a source notebook stay out of the release and the
-    feedback, but autograding sees them.
+(b) hidden_* files beside a source notebook stay out of the release, the folder
+    of the notebook being graded and the feedback (only the grader's trusted side
+    reads them), and a student's file of the same name changes nothing.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ SOURCE = notebook([
     cell("code", 'print("noise", file=sys.stderr)\nassert answer() == 43, "deliberately failing"',
          "test_answer_fails", grade=True, locked=True, points=1),
     cell("code", "### BEGIN HIDDEN TESTS\n"
-         'assert open("hidden_expected.txt").read().strip() == str(answer())\n'
+         "assert answer() == 42, 'the hidden answer'\n"
          "### END HIDDEN TESTS", "test_answer_hidden", grade=True, locked=True, points=2),
 ])
 
@@ -85,12 +86,12 @@ def test_noise_would_cost_points_under_plain_nbgrader_policy(graded, tmp_path):
 
 
 @pytest.mark.slow
-def test_hidden_file_is_seen_by_autograde_only(graded):
+def test_hidden_file_stays_with_the_grader(graded):
     course, rows = graded
     assert rows["alice"].questions["test_answer_hidden"] == 2
     assert not list(course.assignments.rglob("hidden_*")), "hidden file released"
     assert not find_leaks(course.assignments)
-    assert (course.autograded / "alice" / "noisy" / "hidden_expected.txt").read_text() == "42\n"
+    assert not list(course.autograded.rglob("hidden_*")), "hidden file beside a notebook being graded"
     assert (course.feedback / "alice" / "noisy" / "noisy.html").is_file()
     assert not list(course.feedback.rglob("hidden_*")), "hidden file copied into feedback"
 
@@ -99,6 +100,6 @@ def test_hidden_file_is_seen_by_autograde_only(graded):
 def test_submitted_fake_hidden_file_is_ignored(graded):
     course, rows = graded
     assert rows["mallory"].questions["test_answer_hidden"] == 2
-    assert (course.autograded / "mallory" / "noisy" / "hidden_expected.txt").read_text() == "42\n"
+    assert not (course.autograded / "mallory" / "noisy" / "hidden_expected.txt").exists()
     # the original hand-in is untouched
     assert (course.submitted / "mallory" / "noisy" / "hidden_expected.txt").read_text() == "43\n"

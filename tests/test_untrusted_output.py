@@ -211,7 +211,7 @@ def test_terminal_lines_and_tables_show_submissions_text_literally():
 
     evil = "[bold red]mallory[/bold red]\x1b[2J\nfake: graded"
     graded = SimpleNamespace(outcome=Outcome(evil, ok=False, reason="kernel said \x1b]0;owned\x07"),
-                             hidden_failed=[], disagreed=[], review=["cell\r\nsecond"])
+                             hidden_failed=[], review=["cell\r\nsecond"])
     line = _outcome_line(graded)
     assert "\x1b" not in line and "\n" not in line and "\r" not in line and "\x07" not in line
     assert "\\x1b[2J\\nfake: graded" in line and "cell\\r\\nsecond" in line

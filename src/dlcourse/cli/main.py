@@ -70,8 +70,6 @@ def _outcome_line(graded) -> str:
     parts = [f"{_t(outcome.student)}: {state} in {outcome.seconds:.1f} s, {outcome.peak_memory / 2**30:.1f} GB"]
     if graded.hidden_failed:
         parts.append(f"hidden test failed: {_items(graded.hidden_failed)}")
-    if graded.disagreed:
-        parts.append(f"disagrees with the repeat outside the notebook: {_items(graded.disagreed)}")
     if outcome.findings:
         parts.append(f"{len(outcome.findings)} tampering finding(s)")
     if graded.review:
@@ -155,6 +153,8 @@ def _print_grade_report(result, feedback: Path) -> None:
             print(f"late: {_t(student)}")
     if result.skipped:
         print(f"already graded, unchanged (use --force to regrade): {_items(result.skipped)}")
+    if result.unusable:
+        print(f"not graded, not a usable student id (folders in submitted/): {_items(result.unusable)}")
     _console().print(score_table(result.assignment, result.questions, result.rows))
     for row in result.rows:
         for finding in row.findings:

@@ -127,15 +127,16 @@ def grade_submission(course: Course, assignment: str, student: str, template_db:
         return Outcome(student, False, f"{exc} (graded on {socket.gethostname()})", fault=FAULT_GRADER)
     prepare(course, assignment, student, template_db, workdir)
     outcome = Outcome(student, False, findings=findings, workdir=workdir, device=device)
-    slot = warm.slot()
     try:
-        worker = slot.prepare(warm_env(limits, device))
-        worker.submit(workdir / "course", assignment, student, limits.timeout, limits.memory_bytes)
-        result = worker.result(limits.timeout + GRACE_SECONDS)
+        result = _autograde(workdir / "course", assignment, student, limits, device)
     except warm.WarmProcessDied as exc:
-        slot.close()  # the next submission starts a fresh worker
-        outcome.reason, outcome.fault = f"grading process died: {exc}", FAULT_GRADER
-        return outcome
+        # Once more on a fresh worker: a worker that dies twice on the same submission died of it.
+        try:
+            result = _autograde(workdir / "course", assignment, student, limits, device)
+        except warm.WarmProcessDied:
+            outcome.reason = f"the grading process died each time this submission was graded ({exc})"
+            outcome.fault = FAULT_SUBMISSION
+            return outcome
     outcome.seconds = float(result.get("seconds") or 0.0)
     outcome.peak_memory = int(result.get("peak_memory") or 0)
     outcome.verdicts = [Verdict(**v) for v in result.get("verdicts", [])]
@@ -144,6 +145,18 @@ def grade_submission(course: Course, assignment: str, student: str, template_db:
     if not outcome.ok:
         outcome.fault = FAULT_GRADER if result.get("unavailable") else FAULT_SUBMISSION
     return outcome
+
+
+def _autograde(private: Path, assignment: str, student: str, limits: Limits, device: str) -> dict:
+    """nbgrader's autograde of the private course, on this thread's warm worker."""
+    slot = warm.slot()
+    try:
+        worker = slot.prepare(warm_env(limits, device))
+        worker.submit(private, assignment, student, limits.timeout, limits.memory_bytes)
+        return worker.result(limits.timeout + GRACE_SECONDS)
+    except warm.WarmProcessDied:
+        slot.close()  # the next try starts a fresh worker
+        raise
 
 
 def warm_env(limits: Limits, device: str) -> dict[str, str]:

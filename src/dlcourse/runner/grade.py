@@ -33,7 +33,12 @@ from dlcourse.runner.reports import (
     write_csvs,
     write_lms_csv,
 )
-from dlcourse.runner.submissions import TIMESTAMP, ImportReport, import_submissions
+from dlcourse.runner.submissions import (
+    TIMESTAMP,
+    ImportReport,
+    import_submissions,
+    usable_student_id,
+)
 from dlcourse.runner.untrusted import InertNotebook
 
 DEFAULT_TIMEOUT = 1800.0
@@ -47,18 +52,12 @@ class Graded:
     """One submission graded in this run, as the progress line reports it."""
 
     outcome: Outcome
-    overridden: list[str] = field(default_factory=list)  # cells set to 0: the repeat disagreed
     review: list[str] = field(default_factory=list)  # hand grades marked for review again
 
     @property
     def hidden_failed(self) -> list[str]:
-        """Hidden tests that failed in the notebook and outside it alike."""
-        return [v.test_id for v in self.outcome.verdicts if not v.passed and v.test_id not in self.overridden]
-
-    @property
-    def disagreed(self) -> list[str]:
-        """Hidden tests that passed in the notebook but failed when repeated outside it."""
-        return [v.test_id for v in self.outcome.verdicts if not v.passed and v.test_id in self.overridden]
+        """Test cells whose hidden tests failed (decided outside the notebook)."""
+        return list(dict.fromkeys(v.test_id for v in self.outcome.verdicts if not v.passed))
 
 
 @dataclass(frozen=True)
@@ -84,6 +83,7 @@ class GradeResult:
     canvas: CanvasReport | None = None
     review: dict[str, list[str]] = field(default_factory=dict)  # hand grades to look at again
     devices: dict[str, int] = field(default_factory=dict)  # cpu/gpu -> submissions whose code ran there
+    unusable: list[str] = field(default_factory=list)  # folders in submitted/ that are no student id
 
 
 def db_url(course: Course) -> str:
@@ -140,15 +140,13 @@ def _read_record(course: Course, assignment: str, student: str) -> dict | None:
         return None
 
 
-def _write_record(course: Course, assignment: str, outcome: Outcome, inputs: dict[str, str],
-                  overridden: list[str]) -> None:
+def _write_record(course: Course, assignment: str, outcome: Outcome, inputs: dict[str, str]) -> None:
     path = _record_path(course, assignment, outcome.student)
     path.parent.mkdir(parents=True, exist_ok=True)
     record = {"student": outcome.student, "ok": outcome.ok, "reason": outcome.reason,
               "seconds": round(outcome.seconds, 2), "peak_memory": outcome.peak_memory,
               "findings": outcome.findings, "verdicts": [asdict(v) for v in outcome.verdicts],
-              "device": outcome.device, "fault": outcome.fault,
-              "overridden": overridden, **inputs}
+              "device": outcome.device, "fault": outcome.fault, **inputs}
     path.write_text(json.dumps(record, indent=1))
 
 
@@ -170,13 +168,13 @@ def _merge(course: Course, assignment: str, outcome: Outcome, main_url: str, res
     graded = private / "autograded" / student / assignment
     # The hidden tests' verdicts are in the notebook's outputs already (dlcourse.runner.trusted).
     scores = {nb.stem: gradebook.trusted_grades(main_url, assignment, nb) for nb in sorted(graded.glob("*.ipynb"))}
-    review = gradebook.merge_submission(private_url, main_url, assignment, student, scores, [],
+    review = gradebook.merge_submission(private_url, main_url, assignment, student, scores,
                                         flagged=bool(outcome.findings), resubmitted=resubmitted)
     target = course.autograded / student / assignment
     if target.exists():
         shutil.rmtree(target)
     shutil.copytree(graded, target, symlinks=True)
-    return Graded(outcome, [], review)
+    return Graded(outcome, review)
 
 
 def _record_failure(course: Course, assignment: str, student: str, reason: str, main_url: str) -> None:
@@ -343,7 +341,7 @@ def _record(course: Course, assignment: str, plan: _Plan, outcome: Outcome, main
         outcome.fault = autograde.FAULT_GRADER
         _record_failure(course, assignment, student, outcome.reason, main_url)
         graded = Graded(outcome)
-    _write_record(course, assignment, outcome, plan.inputs[student], graded.overridden)
+    _write_record(course, assignment, outcome, plan.inputs[student])
     if outcome.workdir:
         shutil.rmtree(outcome.workdir, ignore_errors=True)
     return graded
@@ -429,7 +427,10 @@ def grade(
     export = canvas.read_export(canvas_gradebook) if canvas_gradebook is not None else None
     column = canvas.find_column(export, assignment, canvas_column) if export is not None else None
     imported = import_submissions(course, assignment, source) if source is not None else None
-    students = course.student_ids(assignment)
+    found = course.student_ids(assignment)
+    # A folder in submitted/ that is no usable student id is left out, and said, never graded.
+    students = [s for s in found if usable_student_id(s)]
+    unusable = [s for s in found if s not in students]
     if not students:
         raise CourseError(
             f"no submissions of {assignment} in {course.submitted} (import some with --from PATH)"
@@ -461,7 +462,7 @@ def grade(
     warning = "; ".join(w for w in (limits.isolation.warning, problem) if w)
     return GradeResult(assignment, questions, rows, totals_csv, per_question, lms, imported, plan.skipped,
                        warning, _changes(before, after, plan.todo), feedback, report,
-                       {g.outcome.student: g.review for g in graded if g.review}, devices)
+                       {g.outcome.student: g.review for g in graded if g.review}, devices, unusable)
 
 
 def _limits(timeout: float, memory_gb: float | None, unconfined: bool, device: str,
@@ -486,10 +487,8 @@ def _report_rows(course: Course, assignment: str, students: list[str],
     outcomes = {s: Outcome.from_json(_read_record(course, assignment, s)) for s in students}
     questions, rows = collect_scores(main_url, assignment, [outcomes[s] for s in students])
     for row in rows:
-        record = _read_record(course, assignment, row.student) or {}
         row.findings = outcomes[row.student].findings
-        row.overridden = record.get("overridden", [])
-        row.hidden_failed = Graded(outcomes[row.student], row.overridden).hidden_failed
+        row.hidden_failed = Graded(outcomes[row.student]).hidden_failed
         row.hidden_messages = {v.test_id: v.message for v in outcomes[row.student].verdicts if not v.passed}
     devices = Counter(o.device for o in outcomes.values() if o.device)
     return questions, rows, dict(sorted(devices.items()))

@@ -17,15 +17,6 @@ from pathlib import Path
 from nbgrader.api import Grade, Gradebook, MissingEntry, SubmittedAssignment
 
 
-@dataclass(frozen=True)
-class Override:
-    """A grade the trusted side sets instead of what the kernel reported."""
-
-    cell: str
-    score: float
-    why: str
-
-
 def _quiet() -> None:
     """nbgrader's add_submission trips SQLAlchemy's autoflush warnings; they are harmless here."""
     import warnings
@@ -115,8 +106,8 @@ def _set_auto_score(grade: Grade, score: float | None, resubmitted: bool) -> boo
 
 
 def merge_submission(private_url: str, main_url: str, assignment: str, student: str,
-                     scores: dict[str, dict[str, float | None]], overrides: list[Override],
-                     flagged: bool, resubmitted: bool = False) -> list[str]:
+                     scores: dict[str, dict[str, float | None]], flagged: bool,
+                     resubmitted: bool = False) -> list[str]:
     """Record one autograded submission in the course's gradebook, keeping all hand grading.
 
     ``scores`` maps notebook name -> :func:`trusted_grades`; only the
@@ -128,8 +119,6 @@ def merge_submission(private_url: str, main_url: str, assignment: str, student: 
     _quiet()
     with Gradebook(private_url) as src:
         timestamp = src.find_submission(assignment, student).timestamp
-    by_cell = {o.cell: o for o in overrides}
-    notes = [f"{o.cell}: {o.why}" for o in overrides]
     review = []
     with Gradebook(main_url) as dst:
         submission = _submission(dst, assignment, student, timestamp)
@@ -137,11 +126,10 @@ def merge_submission(private_url: str, main_url: str, assignment: str, student: 
             target_nb.flagged = flagged
             nb_scores = scores.get(target_nb.name, {})
             for grade in target_nb.grades:
-                score = by_cell[grade.name].score if grade.name in by_cell else nb_scores.get(grade.name, 0.0)
-                if _set_auto_score(grade, score, resubmitted):
+                if _set_auto_score(grade, nb_scores.get(grade.name, 0.0), resubmitted):
                     review.append(grade.name)
             for comment in target_nb.comments:
-                comment.auto_comment = ("Grader: " + "; ".join(notes)) if notes else None
+                comment.auto_comment = None  # a failure's reason, from an earlier run, is gone
         dst.db.commit()
     return review
 
@@ -233,7 +221,10 @@ def set_names(url: str, names: dict[str, tuple[str, str]], replace: bool) -> Non
     """First and last names for formgrader, with nbgrader's own update_or_create_student.
 
     ``replace`` False only fills students who have no name yet (a file name from an
-    LMS zip must not overwrite the roster's name)."""
+    LMS zip must not overwrite the roster's name). Names come from files students can
+    influence and formgrader shows them unescaped: they are made plain first."""
+    from dlcourse.runner.untrusted import for_name
+
     _quiet()
     with Gradebook(url) as gb:
         for student, (first, last) in names.items():
@@ -243,7 +234,7 @@ def set_names(url: str, names: dict[str, tuple[str, str]], replace: bool) -> Non
                 known = None
             if known is not None and not replace and (known.first_name or known.last_name):
                 continue
-            gb.update_or_create_student(student, first_name=first, last_name=last)
+            gb.update_or_create_student(student, first_name=for_name(first), last_name=for_name(last))
 
 
 def copy_template(template: Path, dest: Path) -> str:

@@ -32,7 +32,13 @@ from typing import Any
 from dlcourse.errors import CourseError
 from dlcourse.runner import warm
 from dlcourse.runner.archives import zip_bytes
-from dlcourse.runner.autograde import FAULT_GRADER, FAULT_SUBMISSION, Limits, Outcome, grade_submission
+from dlcourse.runner.autograde import (
+    FAULT_GRADER,
+    FAULT_SUBMISSION,
+    Limits,
+    Outcome,
+    grade_submission,
+)
 from dlcourse.runner.course import CONFIG_NAME, Course
 from dlcourse.runner.nbgrader_plugins import hidden_files
 

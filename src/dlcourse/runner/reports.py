@@ -23,7 +23,6 @@ class StudentScore:
     questions: dict[str, float | None] = field(default_factory=dict)
     question_max: dict[str, float] = field(default_factory=dict)
     findings: list[str] = field(default_factory=list)  # suspected tampering, from the static scan
-    overridden: list[str] = field(default_factory=list)  # set to 0: disagrees with the repeat outside the notebook
     hidden_failed: list[str] = field(default_factory=list)  # hidden tests that failed (in and outside the notebook)
     #: why each failed hidden test failed, as the repeat outside the notebook (and the feedback) says it
     hidden_messages: dict[str, str] = field(default_factory=dict)
@@ -82,12 +81,12 @@ def write_csvs(folder: Path, assignment: str, questions: list[str], rows: list[S
     with totals.open("w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(["student_id", "assignment", "score", "max_score", "status", "hidden_test_failed",
-                         "disagrees_with_repeat_outside_notebook", "tampering", "hidden_test_messages"])
+                         "tampering", "hidden_test_messages"])
         for row in rows:
             messages = " | ".join(f"{test}: {message}" for test, message in row.hidden_messages.items())
             writer.writerow([for_csv(cell) for cell in (
                 row.student, assignment, row.score, row.max_score, row.status, " ".join(row.hidden_failed),
-                " ".join(row.overridden), " | ".join(row.findings), messages)])
+                " | ".join(row.findings), messages)])
     per_question = folder / f"{assignment}_questions.csv"
     with per_question.open("w", newline="") as fh:
         writer = csv.writer(fh)
@@ -189,8 +188,6 @@ def score_table(assignment: str, questions: list[str], rows: list[StudentScore],
         status = row.status
         if row.hidden_failed:
             status += "; hidden test failed: " + ", ".join(row.hidden_failed)
-        if row.overridden:
-            status += "; set to 0, disagrees with the repeat outside the notebook: " + ", ".join(row.overridden)
         if row.findings:
             status += f"; {len(row.findings)} tampering finding(s)"
         totals.add_row(plain(row.student), f"{row.score:g}/{row.max_score:g}", plain(status))

@@ -82,6 +82,18 @@ def for_terminal(text: object) -> str:
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
+#: Characters a name never needs and a page that shows it unescaped (formgrader) could run.
+_MARKUP = str.maketrans({"<": None, ">": None, "&": None, '"': None, "`": None, "'": "’"})
+
+
+def for_name(text: object, limit: int = 100) -> str:
+    """A person's name as it goes into the gradebook, which formgrader prints without escaping
+    it: no control characters, no markup characters (an apostrophe becomes a typographic one,
+    O’Brien), one line, at most ``limit`` characters."""
+    plain = _escape_controls(str(text)).translate(_MARKUP)
+    return " ".join(plain.split())[:limit]
+
+
 def for_csv(value: object) -> str:
     """A CSV cell: numbers as the grader writes them, text that cannot run as a formula.
 
