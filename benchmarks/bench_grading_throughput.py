@@ -5,11 +5,13 @@ through the bundled examples perfect / partly_wrong / untouched (with the
 reference model where the example hands one in). Runs, on this machine:
 
 - raw: each notebook executed with nbclient alone (autograde mode, hidden files
-  and model beside it, unconfined): the floor any grader pays;
-- plain nbgrader: `nbgrader autograde ASSIGNMENT` for the whole class, serially
-  (its kernel confined by the course's configuration, as a TA gets it);
-- course grade --workers 1 / --workers 2: warm workers, confined, limits, the
-  repeat outside the kernel, feedback, CSVs;
+  and model beside it, hidden tests inside the kernel, unconfined): the floor any
+  grader pays, and what an unprotected grader does;
+- plain nbgrader: `nbgrader autograde ASSIGNMENT` for the whole class, serially,
+  with the course's configuration as a TA gets it: the kernel confined, the hidden
+  tests decided outside it by the warm repeat servers;
+- course grade --workers 1 / --workers 2: warm workers (the same autograde, in
+  parallel), limits, the tampering scan, feedback, CSVs;
 - course grade --cluster: the same on a Dask scheduler with two single-threaded
   workers on loopback.
 
@@ -20,7 +22,9 @@ execution and peak memory per worker (proportional set size of the worker's
 processes: warm processes, kernel and repeat child, shared pages counted once),
 then a projection for 2,000 submissions. Targets: --workers 2 at least 1.5x plain
 nbgrader; --workers 1 at most 30% over raw; the cluster within 10% of --workers 2;
-at most 2 GiB per worker.
+at most 2 GiB per worker. To measure what a change to the grader costs, run the
+script of both versions on the same machine (results/grading_throughput.txt keeps
+such a comparison).
 
 Usage: .venv/bin/python benchmarks/bench_grading_throughput.py [--per-assignment N] [--no-cluster]
        [ASSIGNMENT ...]
@@ -236,10 +240,10 @@ def main() -> None:
     print("\ntargets:")
     print(f"  --workers 2 >= 1.50x plain nbgrader: {plain / w2:.2f}x")
     if plain / w2 < 1.5:
-        print(f"    missed by {1 - plain / w2 / 1.5:.0%}: besides nbgrader's work, course grade repeats every "
-              "hidden test outside the notebook (the student's functions and model run twice) and writes "
-              "each student's feedback; on 2 cores that work competes with the kernels, and plain "
-              "nbgrader's one kernel already uses both cores for TensorFlow's operations part of the time")
+        print(f"    missed by {1 - plain / w2 / 1.5:.0%}: besides nbgrader's work, course grade scans each "
+              "notebook and writes each student's feedback; on 2 cores that work competes with the "
+              "kernels and the repeat, and plain nbgrader's one kernel already uses both cores for "
+              "TensorFlow's operations part of the time")
     print(f"  --workers 1 <= +30% over raw execution: {w1 / raw - 1:+.0%}")
     if "course grade --cluster (2x1)" in by_label:
         print(f"  cluster of 2x1 within 10% of --workers 2: {by_label['course grade --cluster (2x1)'] / w2 - 1:+.0%}")

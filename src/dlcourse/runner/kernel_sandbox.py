@@ -59,9 +59,10 @@ MAX_OUTPUT_BYTES = 16 << 20
 #: Files copied into the kernel's working folder: at most this much in all.
 MAX_STAGED_BYTES = 768 << 20
 #: Entries and bytes the kernel may leave in its socket folder (the only folder on disk it
-#: can write to).
+#: can write to), and in its log file (its standard output and error).
 MAX_SOCKET_FOLDER_BYTES = 16 << 20
 MAX_SOCKET_FOLDER_ENTRIES = 64
+MAX_LOG_BYTES = 16 << 20
 
 
 def stage_files(folder: Path, stage: Path, limit: int = MAX_STAGED_BYTES) -> list[str]:
@@ -201,10 +202,14 @@ class ConfinedKernelManager(AsyncKernelManager):
         inner = sandbox.tree(root)[1:2] if root else []
         used = sandbox.stored_bytes(inner[0].pid) if inner else 0
         folder_bytes, entries = _folder_usage(self._ipc_dir)
+        log_bytes = 0
+        with contextlib.suppress(OSError):
+            log_bytes = (self._private / "kernel.log").stat().st_blocks * 512
         full = folder_bytes > MAX_SOCKET_FOLDER_BYTES or entries > MAX_SOCKET_FOLDER_ENTRIES
-        if full and self._budget is not None:
-            self._budget.spend("the kernel filled its socket folder (files are kept only in /tmp)")
-        return used + folder_bytes
+        if self._budget is not None and (full or log_bytes > MAX_LOG_BYTES):
+            self._budget.spend("the kernel wrote too much outside its temporary files (its socket folder "
+                               "or its standard output)")
+        return used + folder_bytes + log_bytes
 
     def _watch(self) -> None:
         """Put the sandbox under the notebook's budget (or a budget of its own)."""
