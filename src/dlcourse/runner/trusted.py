@@ -33,6 +33,7 @@ from traitlets import Bool, Float
 
 from dlcourse.runner import limits, repeat, sandbox
 from dlcourse.runner.notebooks import grade_id, nbgrader_meta, read_notebook
+from dlcourse.runtime import GRADING_VARIABLE
 
 
 class GradingLimit(RuntimeError):
@@ -46,8 +47,7 @@ class _Repeat:
         self.verdicts: list[repeat.Verdict] = []
         self.error: BaseException | None = None
         self.budget = budget
-        env = {k: v for k, v in sandbox.environment().items() if k in sandbox.KEPT_ENV}
-        self._thread = threading.Thread(target=self._run, args=(jobs, sandbox.current_device(), env),
+        self._thread = threading.Thread(target=self._run, args=(jobs, sandbox.current_device(), _repeat_env()),
                                         name="trusted-repeat", daemon=True)
         self._thread.start()
 
@@ -66,6 +66,19 @@ class _Repeat:
     def abandon(self) -> None:
         self.budget.stop()
         self._thread.join(timeout=60)
+
+
+def _repeat_env() -> dict[str, str]:
+    """What the repeat servers run with: the sandbox's kept variables of this process (nbgrader
+    sets NBGRADER_EXECUTION=autograde while it autogrades)."""
+    return {k: v for k, v in sandbox.environment({GRADING_VARIABLE: "autograde"}).items() if k in sandbox.KEPT_ENV}
+
+
+def prewarm() -> None:
+    """Start this process's repeat servers now, without waiting for them (a warm worker does
+    this before its first submission, so that TensorFlow loads while nbgrader does)."""
+    for kind in ("framework", "numpy"):
+        repeat.pool().server(kind, sandbox.current_device(), _repeat_env())
 
 
 _RUNNING: list[_Repeat] = []

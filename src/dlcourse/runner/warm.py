@@ -276,6 +276,7 @@ def serve_autograde() -> int:
 
     _die_with_parent()
     nbgrader_api.environment_bin_on_path()
+    trusted.prewarm()
     _reply("ready")
     for line in sys.stdin:
         request = json.loads(line)
