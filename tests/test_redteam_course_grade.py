@@ -52,7 +52,7 @@ graded first, the ones that sabotage the grader itself, ``s*``, after them), and
 10  snooping: /etc/shadow, TA home,  Lr (Nu)    no TA secret, TA environment token or shadow line in any graded
     /proc/*/environ; CSV formulas              or feedback file or CSV; no formula or control character in
     and terminal controls in errors            the CSVs or on the terminal
-11  swallowed errors, 1e6 returned Lr (Nr Nu) 0 on test_sequence_models (no hidden part) and every hidden cell
+11  exception swallowing          Lr (Nr Nu) 0 on test_sequence_models (no hidden part) and every hidden cell
 12  grade_id / metadata spoofing     (Nr Nu)    total <= untouched, maximum unchanged, no extra cells
 13  files named like the grader's    (Nr Nu)    hidden tests not passed with forged references; no config ran
 14  signals: SIGKILL to everything   Lr Lu      the classmates score as in a clean batch

@@ -528,10 +528,10 @@ def snoop(ctx: Context) -> list[Submission]:
 
 
 def swallow(ctx: Context) -> list[Submission]:
-    """11. Exception swallowing and a claimed partial score: IPython's custom exception handler set
-    to do nothing, and the grading library's check methods replaced by ones that return 1e6 (a
-    hidden cell ending in ``X.check(...)`` then shows a number, which nbgrader reads as partial
-    credit), with every function left unimplemented."""
+    """11. Exception swallowing: IPython's custom exception handler set to do nothing, and the
+    grading library's check methods replaced by ones that pass, with every function left
+    unimplemented. (Not a claimed partial score: a check returning a number makes the cell show
+    it, and nbgrader fails the whole notebook when that number exceeds the cell's points.)"""
     nb = read_example("untouched")
     _insert_after(nb, "setup", _code(textwrap.dedent("""
         get_ipython().set_custom_exc((BaseException,), lambda *args, **kwargs: None)
@@ -539,11 +539,11 @@ def swallow(ctx: Context) -> list[Submission]:
 
         for _rt_cls in (getattr(_rt_spec, "FunctionSpec", None), getattr(_rt_spec, "HandinContract", None)):
             if _rt_cls is not None:
-                _rt_cls.check = lambda self, *args, **kwargs: 1e6
+                _rt_cls.check = lambda self, *args, **kwargs: None
         """).strip(), "swallow"))
     return [Submission("a11_swallow", nb, attack="exception swallowing",
-                       summary="set_custom_exc swallowing every error, checks patched to return 1e6 (a partial "
-                               "score); nothing implemented (test_sequence_models has no hidden part)",
+                       summary="set_custom_exc swallowing every error, checks patched to pass; nothing implemented "
+                               "(test_sequence_models has no hidden part)",
                        hidden_zero=True, zero_cells=("test_sequence_models",))]
 
 
