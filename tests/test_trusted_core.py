@@ -241,6 +241,18 @@ def test_verdicts_decide_the_test_cells_whatever_the_notebook_claims(template_db
     assert trusted_grades(url, "a", tmp_path / "a.ipynb") == {"test_f": 0.0, "test_g": 2.0, "question": None}
 
 
+def test_a_numpy_function_keeps_its_visible_points_only_when_its_hidden_test_passes():
+    """Inside the notebook, code can borrow Keras to pass visible tests; outside it, where no
+    framework is installed, it cannot: the visible tests of such a function follow its hidden one."""
+    ok = new_output("stream", name="stdout", text="ok\n")
+    nb = new_notebook(cells=[_cell("code", "test_f", [ok]), _cell("code", "test_f_reference"),
+                             _cell("code", "test_g", [ok]), _cell("code", "test_g_reference")])
+    trusted.apply(nb, [Verdict("test_f_reference", False, "uses keras", "f", without_frameworks=True),
+                       Verdict("test_g_reference", False, "output differs", "g")])
+    assert nb.cells[0].outputs[0].output_type == "error" and "without Keras" in nb.cells[0].outputs[0].evalue
+    assert nb.cells[2].outputs == [ok], "a function that may use frameworks keeps its visible points"
+
+
 def test_hidden_blocks_are_cut_out_of_the_notebook_the_kernel_runs():
     source = ("x = 1\n### BEGIN HIDDEN TESTS\nassert f(-3) == -6  # the secret\n### END HIDDEN TESTS\n"
               "if True:\n    ### BEGIN HIDDEN TESTS\n    assert f(0) == 0\n    ### END HIDDEN TESTS\ny = 2")

@@ -31,7 +31,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import stat
 import sys
 import tempfile
@@ -236,7 +235,7 @@ class ConfinedKernelManager(AsyncKernelManager):
                 self._budget.close()
         for folder in (self._ipc_dir, self._private):
             if folder is not None:
-                shutil.rmtree(folder, ignore_errors=True)
+                sandbox.remove_tree(folder)
 
     # AsyncKernelManager binds the base class's coroutine to this name; nbclient calls it.
     cleanup_resources = _async_cleanup_resources

@@ -76,6 +76,8 @@ class Verdict:
     passed: bool
     message: str = ""
     function: str = ""  # the contract function tested; "" for a hand-in model or a test cell
+    #: the function must be written without frameworks and was graded where none is installed
+    without_frameworks: bool = False
 
 
 # ----------------------------------------------------------------- hidden blocks
@@ -160,7 +162,7 @@ def function_job(spec: FunctionSpec, cases: dict[str, Case], setup: str, cells: 
     data = _zip({answer.JOB_FILE: json.dumps(job).encode(), answer.CASES_FILE: _cases_bytes(_blank(mine))})
 
     def judge_it(outputs: dict[str, np.ndarray], errors: dict[str, str], _cells: dict) -> list[Verdict]:
-        return [judge_function(spec, mine, outputs, errors)]
+        return [replace(judge_function(spec, mine, outputs, errors), without_frameworks=not spec.frameworks)]
 
     return Job("function", "framework" if spec.frameworks else "numpy", (spec.test_id,), data, judge_it,
                spec.function)

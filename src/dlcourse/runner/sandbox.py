@@ -222,8 +222,8 @@ def bwrap_args(layout: Layout) -> list[str]:
     hidden = [h for h in _hidden_paths(layout.frameworks)]
     destinations = [str(r) for r in roots] + [inside for _host, inside in layout.readonly] + \
         [str(p) for p in layout.writable]
-    for folder in _parents(d for d in destinations if not d.startswith("/tmp/")):
-        if not any(folder == str(r) or Path(folder).is_relative_to(r) for r in roots):
+    for folder in _parents(destinations):
+        if folder != "/tmp" and not any(folder == str(r) or Path(folder).is_relative_to(r) for r in roots):
             args += ["--perms", "0755", "--dir", folder]
     for root in roots:
         args += ["--ro-bind", str(root), str(root)]
@@ -339,6 +339,25 @@ def stored_bytes(pid: int, mounts: tuple[str, ...] = ("/tmp", "/dev/shm")) -> in
             if stats.f_blocks * stats.f_frsize <= max(TMP_BYTES, SHM_BYTES):
                 total += (stats.f_blocks - stats.f_bfree) * stats.f_frsize
     return total
+
+
+def remove_tree(path: Path) -> None:
+    """Remove a folder student code could write to: what it made read-only (a folder of mode
+    0555, say) is made writable first, and no link is followed."""
+    def retry(function, name, _exc_info) -> None:
+        with contextlib.suppress(OSError):
+            os.chmod(os.path.dirname(name), 0o700)
+            if not os.path.islink(name) and os.path.isdir(name):
+                os.chmod(name, 0o700)
+            function(name)
+
+    if path.is_dir() and not path.is_symlink():
+        for folder, dirs, _files in os.walk(path):  # os.walk does not follow links
+            for name in dirs:
+                with contextlib.suppress(OSError):
+                    if not os.path.islink(os.path.join(folder, name)):
+                        os.chmod(os.path.join(folder, name), 0o700)
+        shutil.rmtree(path, onerror=retry)
 
 
 def tree(root: psutil.Process) -> list[psutil.Process]:

@@ -139,10 +139,33 @@ def _error(message: str) -> NotebookNode:
                       traceback=[f"HiddenTestFailure: {message}"])
 
 
+def tests_of(function: str, grade_ids: list[str]) -> list[str]:
+    """The test cells of contract function ``function``: ``test_<function>`` and
+    ``test_<function>_<suffix>`` (no other grade_id may start so, see the course's design)."""
+    return [g for g in grade_ids if g == f"test_{function}" or g.startswith(f"test_{function}_")]
+
+
+def _visible_tests_follow(verdicts: list[repeat.Verdict], grade_ids: list[str]) -> list[repeat.Verdict]:
+    """A function that must be written without frameworks scores its visible tests only when its
+    hidden test, run where no framework is installed, passes: inside the notebook nothing stops
+    code from borrowing Keras (or the course's Keras-based reference step) to pass them."""
+    extra = []
+    for verdict in verdicts:
+        if verdict.passed or not verdict.without_frameworks or not verdict.function:
+            continue
+        for cell in tests_of(verdict.function, grade_ids):
+            if cell != verdict.test_id:
+                extra.append(repeat.Verdict(cell, False, f"{verdict.function} must work without Keras or "
+                                            f"TensorFlow, and its hidden test, run without them, failed: "
+                                            f"{verdict.message}", verdict.function))
+    return extra
+
+
 def apply(nb: NotebookNode, verdicts: list[repeat.Verdict]) -> None:
     """Write the verdicts into the test cells' outputs (see the module's docstring)."""
+    grade_ids = [gid for cell in nb.cells if (gid := grade_id(cell))]
     by_cell: dict[str, list[repeat.Verdict]] = {}
-    for verdict in verdicts:
+    for verdict in [*verdicts, *_visible_tests_follow(verdicts, grade_ids)]:
         by_cell.setdefault(verdict.test_id, []).append(verdict)
     for cell in nb.cells:
         meta = nbgrader_meta(cell)
