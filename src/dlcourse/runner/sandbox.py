@@ -63,7 +63,7 @@ SHM_BYTES = 256 << 20
 TA_SUBPACKAGES = ("runner", "authoring", "cli")
 #: Environment variables a sandbox keeps from the grader's environment; all others (tokens,
 #: the TA's paths, database URLs, Jupyter's parent-process handles) are dropped.
-KEPT_ENV = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "PYTHONHASHSEED", "OMP_NUM_THREADS",
+KEPT_ENV = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "PYTHONPATH", "PYTHONHASHSEED", "OMP_NUM_THREADS",
             "DLCOURSE_DATA", "NBGRADER_EXECUTION", "NBGRADER_VALIDATING", "PYDEVD_DISABLE_FILE_VALIDATION",
             # numerics and devices: the same backend and settings as an unconfined run
             "KERAS_BACKEND", "TF_CPP_MIN_LOG_LEVEL", "TF_DETERMINISTIC_OPS", "TF_ENABLE_ONEDNN_OPTS",
