@@ -52,13 +52,13 @@ demo: $(STAMP) confinement
 	$(COURSE) demo
 
 test: $(STAMP) confinement
-	$(BIN)/ruff check src tests benchmarks lectures nbgrader_config.py
+	$(BIN)/ruff check src tests benchmarks lectures nbgrader_config.py solutions
 	$(BIN)/python -m pytest -n 2 tests
 	@if ls lectures/*.ipynb >/dev/null 2>&1; then \
 	  $(BIN)/python -m pytest -p no:cacheprovider -n 2 --nbval-lax --nbval-current-env lectures; fi
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks lectures nbgrader_config.py
+	$(BIN)/ruff check src tests benchmarks lectures nbgrader_config.py solutions
 
 # jupyter/ holds the course's lab settings (labconfig: no news or update checks from the web).
 lab: $(STAMP)

@@ -45,6 +45,7 @@ c.CourseDirectory.ignore = [
     "feedback",
     *nbgrader_plugins.HIDDEN_PATTERNS,
     *nbgrader_plugins.HANDIN_PATTERNS,
+    nbgrader_plugins.CATALOGUE_FILE,
 ]
 c.Autograde.pre_convert_hook = nbgrader_plugins.AutogradeFileCopier(
     source_directory="solutions", autograded_directory="autograded"

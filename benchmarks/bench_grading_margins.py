@@ -30,7 +30,7 @@ def main() -> None:
                                   for g in ("inception_module", "auxiliary_classifier")))
     cases = [c for c in make_cases(solution["inception_module"], solution["auxiliary_classifier"])
              if c.name.startswith(("module", "aux"))]  # the counting cases have no rounding
-    impls = load_catalogue_module(REPO / "tests/mutants/inception.py").IMPLEMENTATIONS
+    impls = load_catalogue_module(REPO / "solutions/inception/mutants.py").IMPLEMENTATIONS
     print(f"tolerance {TOLERANCE:g} (relative to the largest expected magnitude)")
     print(f"{'case':<18} {'TF32 error':>11} {'/ tol':>7} {'closest mutant':>15} {'/ tol':>7}  mutant")
     for case in cases:

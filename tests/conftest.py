@@ -17,3 +17,10 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="session")
 def repo_course() -> Course:
     return Course(REPO)
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """A test that takes ``practical`` runs once for every practical the course finds in
+    solutions/ (no test lists them)."""
+    if "practical" in metafunc.fixturenames:
+        metafunc.parametrize("practical", Course(REPO).assignment_ids())

@@ -14,7 +14,10 @@ from dlcourse.grading.weights import load_reference_weights
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
-from mutants.inception import IMPLEMENTATIONS  # noqa: E402
+from dlcourse.authoring.mutants import catalogue_path, load_catalogue_module  # noqa: E402
+from dlcourse.runner.course import Course  # noqa: E402
+
+IMPLEMENTATIONS = load_catalogue_module(catalogue_path(Course(REPO), "inception")).IMPLEMENTATIONS
 from test_grading_policy import define  # noqa: E402
 
 EXPECTED = {
@@ -103,14 +106,13 @@ RESIDUAL_EXPECTED = {
 
 @pytest.mark.parametrize("name", sorted(RESIDUAL_EXPECTED))
 def test_residual_messages_localise_the_fault(name):
-    from mutants.residual import IMPLEMENTATIONS as RESIDUAL
-
     from dlcourse.grading import load_cases
-    from dlcourse.grading.registry import function_specs
+    from dlcourse.grading.residual import ASSIGNMENT
 
+    RESIDUAL = load_catalogue_module(catalogue_path(Course(REPO), "residual")).IMPLEMENTATIONS
     impl = next(i for i in RESIDUAL if i.name == name)
     cases = load_cases(REPO / "solutions/residual/hidden_residual_refs.npz")
-    spec = {s.function: s for s in function_specs("residual")}[impl.grade_id]
+    spec = ASSIGNMENT.function(impl.grade_id)
     with pytest.raises(GradingFailure) as failure:
         spec.check(define(impl.source)[impl.grade_id], cases)
     assert RESIDUAL_EXPECTED[name] in str(failure.value), str(failure.value)

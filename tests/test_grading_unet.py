@@ -10,14 +10,16 @@ import pytest
 
 from dlcourse.grading import GradingFailure, load_cases
 from dlcourse.grading import unet as checks
-from dlcourse.grading.registry import function_specs
 from dlcourse.runner.notebooks import cells_by_grade_id, read_notebook, strip_markers
 
-SPECS = {spec.function: spec for spec in function_specs("unet")}
+SPECS = {spec.function: spec for spec in checks.ASSIGNMENT.functions}
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
-from mutants.unet import IMPLEMENTATIONS  # noqa: E402
+from dlcourse.authoring.mutants import catalogue_path, load_catalogue_module  # noqa: E402
+from dlcourse.runner.course import Course  # noqa: E402
+
+IMPLEMENTATIONS = load_catalogue_module(catalogue_path(Course(REPO), "unet")).IMPLEMENTATIONS
 from test_grading_policy import define  # noqa: E402
 
 REFERENCES = REPO / "solutions/unet/hidden_unet_refs.npz"

@@ -25,7 +25,6 @@ from nbfactory import cell, notebook
 from dlcourse import colab
 from dlcourse.authoring.publish import (
     STUDENT_ENTRY_POINTS,
-    STUDENT_SIDE,
     Secrets,
     _with_location,
     closure,
@@ -34,6 +33,7 @@ from dlcourse.authoring.publish import (
     publish,
     published_notebooks,
     scan,
+    student_side,
     zip_bytes,
 )
 from dlcourse.errors import CourseError
@@ -76,7 +76,7 @@ def test_student_side_is_exactly_what_notebooks_import(course):
     needed = set(STUDENT_ENTRY_POINTS)
     for nb in published_notebooks(course):
         needed |= notebook_imports(nb, SRC)
-    assert closure(SRC, needed) == set(STUDENT_SIDE)
+    assert closure(SRC, needed) == set(student_side())
 
 
 TA_PACKAGES = ("dlcourse.runner", "dlcourse.authoring", "dlcourse.cli")
@@ -97,12 +97,12 @@ def test_a_student_kernel_loads_no_ta_code(course):
     loaded = set(proc.stdout.split())
     assert needed <= loaded
     assert not [m for m in loaded if m.startswith(TA_PACKAGES)], "a student import pulls in the TA side"
-    assert loaded <= set(STUDENT_SIDE), loaded - set(STUDENT_SIDE)
+    assert loaded <= set(student_side()), loaded - set(student_side())
 
 
-@pytest.mark.parametrize("module", STUDENT_SIDE)
+@pytest.mark.parametrize("module", student_side())
 def test_no_student_module_imports_a_ta_module(module):
-    assert module_imports(SRC, module) <= set(STUDENT_SIDE), f"{module} imports TA-side code"
+    assert module_imports(SRC, module) <= set(student_side()), f"{module} imports TA-side code"
 
 
 def test_imports_are_found_in_function_bodies_and_relative_forms(tmp_path):
@@ -130,8 +130,8 @@ def test_edition_holds_what_students_need_and_nothing_of_the_ta(course, edition)
         assert [c.get("outputs") for c in read_notebook(edition / nb.relative_to(REPO)).cells] == outputs
     modules = {p.removeprefix("src/").removesuffix(".py").replace("/", ".").removesuffix(".__init__")
                for p in files if p.startswith("src/") and p.endswith(".py")}
-    assert modules == set(STUDENT_SIDE)
-    for absent in ("grading.registry", "data.regenerate"):
+    assert modules == set(student_side())
+    for absent in ("grading.practicals", "data.regenerate"):
         assert f"src/dlcourse/{absent.replace('.', '/')}.py" not in files
     for package in ("runner", "authoring", "cli"):  # the TA side lives in these subpackages
         assert not any(f.startswith(f"src/dlcourse/{package}/") for f in files)
@@ -228,7 +228,7 @@ def test_planted_reference_arrays_models_and_hidden_files_are_found(edition, sec
     (copy / "data" / "hidden_notes.txt").write_text("nothing")
     (copy / "tests").mkdir()
     (copy / "tests" / "test_x.py").write_text("pass\n")
-    (copy / "notes.json").write_text((REPO / "solutions" / "unet" / "hidden_data_seeds.json").read_text()
+    (copy / "notes.json").write_text((REPO / "solutions" / "hidden_data_seeds.json").read_text()
                                      .replace("\n", "\n  "))
     leaks = "\n".join(scan(copy, secrets))
     assert "data/extra_augmentations.npz:weights.npy: array equal to solutions/lstm/hidden_lstm_refs.npz:" in leaks
@@ -237,7 +237,7 @@ def test_planted_reference_arrays_models_and_hidden_files_are_found(edition, sec
         in leaks
     assert "data/hidden_notes.txt: hidden file" in leaks
     assert "tests/test_x.py: under solutions/ or tests/" in leaks
-    assert "notes.json:" in leaks and "hidden file solutions/unet/hidden_data_seeds.json" in leaks
+    assert "notes.json:" in leaks and "hidden file solutions/hidden_data_seeds.json" in leaks
 
 
 def test_check_command_fails_on_a_leak(edition, tmp_path):
@@ -324,7 +324,9 @@ def _validate_in_edition(course, edition, course_cmd, assignment, env, tmp_path)
                           cwd=edition, capture_output=True, text=True, env=env, timeout=600)
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "FAIL    test_" in proc.stdout and "hidden  " in proc.stdout and proc.stderr == ""
-    failing = [line.split()[1].rstrip(":") for line in proc.stdout.splitlines() if line.startswith("  FAIL ")]
+    # what the Validate dialog lists too: failing test cells and answers, and cells that raised
+    failing = [line[10:].split(": ")[0] for line in proc.stdout.splitlines()
+               if line.startswith(("  FAIL ", "  ERROR "))]
     solved = tmp_path / "student" / assignment
     solved.mkdir(parents=True)
     release = read_notebook(edition / "assignments" / assignment / f"{assignment}.ipynb")
@@ -392,7 +394,8 @@ def test_edition_sets_up_and_validates_on_its_own(course, edition, tmp_path):
         with urllib.request.urlopen(request, timeout=600) as response:
             result = json.load(response)
         assert result["success"], result
-        named = [re.fullmatch(r"(\w+) \(cell \d+\)", f["source"]) for f in result["value"]["failed"]]
+        named = [re.fullmatch(r"(.+?)(?: \(cell \d+\)|: not a test cell, but it raised \(the grader runs it too\))",
+                              f["source"]) for f in result["value"]["failed"]]
         assert all(named), result["value"]["failed"]
         assert [m.group(1) for m in named] == failing["lstm"]
     finally:
@@ -403,13 +406,15 @@ def test_edition_sets_up_and_validates_on_its_own(course, edition, tmp_path):
 def test_edition_nbgrader_config_wires_the_validate_button(edition):
     from nbgrader.apps import NbGrader
 
-    from dlcourse.validate import name_cells_for_validate_button
+    from dlcourse.validate import name_cells_for_validate_button, report_cells_for_validate_button
 
     app = NbGrader()
     app.config_file_paths.append([str(edition)])
     app.load_config_file()
     assert app.config.Execute.on_notebook_start is name_cells_for_validate_button
     assert app.config.Execute.on_cell_complete is name_cells_for_validate_button
+    assert app.config.Execute.on_notebook_complete is report_cells_for_validate_button
+    assert app.config.Validator.validate_all is True
     from dlcourse import lab_exchange
 
     assert app.config.ExchangeFactory.list is lab_exchange.PersonalExchangeList  # no exchange errors

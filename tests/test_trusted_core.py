@@ -47,8 +47,8 @@ def _hint(case: Case):
     return lambda got, expected: ["multiply by two"] if np.allclose(got, expected / 2) else []
 
 
-SPEC = FunctionSpec("double", __name__, "SPEC", "hidden_refs.npz", "d", _double, lambda c: f"double({c.name})",
-                    diagnose=_hint)
+SPEC = FunctionSpec(function="double", select="d", produce=_double, describe=lambda c: f"double({c.name})",
+                    diagnose=_hint, module=__name__, name="SPEC", reference_file="hidden_refs.npz")
 CASES = [Case("d_small", {}, np.arange(3.0), 2 * np.arange(3.0)), Case("d_neg", {}, -np.ones(2), -2 * np.ones(2))]
 
 
@@ -124,8 +124,9 @@ def test_a_crash_in_the_repeat_is_the_failure_message():
 
 
 def _handin(threshold: float = 0.5) -> HandinContract:
-    return HandinContract("test_net_handin", __name__, "H", "net_model.keras", "hidden_test.npz",
-                          lambda path: (np.zeros((4, 1)), np.array([0, 1, 1, 0])), num_classes=2,
+    return HandinContract(grade_id="test_net_handin", module=__name__, name="H", model_file="net_model.keras",
+                          data_file="hidden_test.npz",
+                          load_split=lambda path: (np.zeros((4, 1)), np.array([0, 1, 1, 0])), num_classes=2,
                           metric="accuracy", score=lambda p, y: float(np.mean(p.argmax(-1) == y)),
                           threshold=threshold)
 

@@ -5,29 +5,23 @@ from __future__ import annotations
 
 import re
 
-import pytest
-
-from dlcourse.grading.registry import function_specs, handin_contracts, spec_problems
+from dlcourse.authoring.references import function_specs, handin_contracts, spec_problems
 from dlcourse.runner import repeat
 from dlcourse.runner.course import Course
 from dlcourse.runner.notebooks import grade_id, read_notebook
 
-ASSIGNMENTS = ["inception", "residual", "lstm", "unet"]
 
-
-@pytest.mark.parametrize("assignment", ASSIGNMENTS)
-def test_every_hidden_test_is_decided_by_a_spec_outside_the_kernel(repo_course: Course, assignment):
-    nb = read_notebook(repo_course.source_notebook(assignment))
+def test_every_hidden_test_is_decided_by_a_spec_outside_the_kernel(repo_course: Course, practical):
+    nb = read_notebook(repo_course.source_notebook(practical))
     hidden = {grade_id(c) for c in nb.cells if "BEGIN HIDDEN TESTS" in c.source}
-    plan = repeat.plan(assignment, repo_course.solutions / assignment, nb, nb, None)
+    plan = repeat.plan(practical, repo_course.solutions / practical, nb, nb, None)
     assert not plan.problems
     assert {job.kind for job in plan.jobs} == {"function", "handin"}, "no hidden test without a spec"
     assert hidden == {t for job in plan.jobs for t in job.test_ids}
 
 
-@pytest.mark.parametrize("assignment", ASSIGNMENTS)
-def test_hidden_cells_are_built_from_the_specs(repo_course: Course, assignment):
-    assert spec_problems(repo_course, assignment) == []
+def test_hidden_cells_are_built_from_the_specs(repo_course: Course, practical):
+    assert spec_problems(repo_course, practical) == []
 
 
 def test_a_hidden_cell_that_drifts_from_its_spec_is_found(repo_course: Course, tmp_path):
@@ -45,12 +39,11 @@ def test_a_hidden_cell_that_drifts_from_its_spec_is_found(repo_course: Course, t
     assert "test_lstm_forward_reference" in problems
 
 
-@pytest.mark.parametrize("assignment", ASSIGNMENTS)
-def test_specs_name_existing_contract_functions(repo_course: Course, assignment):
-    nb = read_notebook(repo_course.source_notebook(assignment))
+def test_specs_name_existing_contract_functions(repo_course: Course, practical):
+    nb = read_notebook(repo_course.source_notebook(practical))
     ids = {grade_id(c) for c in nb.cells}
-    for spec in function_specs(assignment):
+    for spec in function_specs(repo_course, practical):
         assert spec.function in ids and spec.test_id in ids, spec.function
         assert re.fullmatch(rf"test_{spec.function}(_\w+)?", spec.test_id)
-    for handin in handin_contracts(assignment):
+    for handin in handin_contracts(repo_course, practical):
         assert handin.grade_id in ids

@@ -14,6 +14,8 @@ from pathlib import Path
 import nbformat
 
 from dlcourse.authoring.examples import reference_handins, sync_examples
+from dlcourse.authoring.practical import practical, practical_problems
+from dlcourse.authoring.references import compare_references, spec_problems
 from dlcourse.authoring.release import release
 from dlcourse.errors import CourseError
 from dlcourse.runner import sandbox
@@ -47,13 +49,20 @@ def release_gate(course: Course) -> list[Gate]:
     return gates
 
 
+def practical_gate(course: Course, assignment: str) -> list[Gate]:
+    """A practical with graded cells has its spec, references and mutant catalogue: a gate that
+    fails naming what is missing, rather than gates that quietly do not run."""
+    problems = practical_problems(practical(course, assignment))
+    return [Gate(f"{assignment}: spec, references and mutant catalogue are in place", not problems,
+                 "; ".join(problems))]
+
+
 def reference_gate(course: Course, assignment: str) -> list[Gate]:
     """Stored hidden reference outputs are what the current solution produces; the hidden
     cells and the prose agree with the specs and the hand-in contract."""
-    from dlcourse.grading.registry import compare_references, reference_sets, spec_problems
-
-    if not reference_sets(assignment):
-        return []
+    found = practical(course, assignment)
+    if found.spec is None:
+        return []  # practical_gate says whether one is needed
     problems = compare_references(course, assignment)
     drift = spec_problems(course, assignment)
     return [Gate(f"{assignment}: hidden references reproduce from the solution", not problems,
@@ -64,16 +73,11 @@ def reference_gate(course: Course, assignment: str) -> list[Gate]:
 
 def mutant_gate(course: Course, assignment: str) -> list[Gate]:
     """Gate 4: every mutant loses marks on its own grade_id only; alternatives keep them."""
-    from dlcourse.authoring.mutants import (
-        catalogue_path,
-        judge,
-        load_catalogue_module,
-        score_implementations,
-    )
+    from dlcourse.authoring.mutants import judge, load_catalogue_module, score_implementations
 
-    path = catalogue_path(course, assignment)
+    path = practical(course, assignment).catalogue
     if not path.is_file():
-        return []
+        return []  # practical_gate fails where a catalogue is needed
     module = load_catalogue_module(path)
     verdicts = score_implementations(course.source_notebook(assignment), list(module.IMPLEMENTATIONS),
                                      skip=getattr(module, "SKIP", ()))
@@ -154,6 +158,7 @@ def run_checks(course: Course, lectures: bool = True, report: Callable[[Gate], N
 
     add(release_gate(course))
     for assignment in course.assignment_ids():
+        add(practical_gate(course, assignment))
         add(reference_gate(course, assignment))
         add(autograde_gates(course, assignment))
         add(mutant_gate(course, assignment))

@@ -12,9 +12,10 @@ import os
 from dataclasses import dataclass
 
 from dlcourse.authoring.mutants import catalogue_path, load_catalogue_module, score_implementations
+from dlcourse.authoring.practical import practical
+from dlcourse.authoring.references import compute
 from dlcourse.grading.policy import TOLERANCE, relative_error
 from dlcourse.grading.references import load_cases
-from dlcourse.grading.registry import compute, reference_sets
 from dlcourse.runner.course import Course
 
 
@@ -39,10 +40,12 @@ def accelerator() -> str:
 
 def reference_deviation(course: Course, assignment: str) -> float:
     worst = 0.0
-    for ref in reference_sets(assignment):
-        stored = load_cases(course.solutions / assignment / ref.filename)
-        for case in compute(course, ref):
-            worst = max(worst, relative_error(case.expected, stored[case.name].expected))
+    found = practical(course, assignment)
+    if found.spec is None or found.references is None:
+        return worst
+    stored = load_cases(found.references)
+    for case in compute(course, found.spec):
+        worst = max(worst, relative_error(case.expected, stored[case.name].expected))
     return worst
 
 

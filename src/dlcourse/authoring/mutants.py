@@ -9,14 +9,16 @@ put back.
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
+import types
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import nbformat
 
+from dlcourse.authoring.practical import Practical
+from dlcourse.grading.spec import tests_of
 from dlcourse.runner.course import Course
 from dlcourse.runner.notebooks import cells_by_grade_id, nbgrader_meta, read_notebook, strip_markers
 
@@ -52,21 +54,21 @@ class Verdicts:
         return [t for t, ok in self.passed.items() if not ok]
 
 
-def own_tests(grade_id: str, test_ids: Iterable[str]) -> list[str]:
-    """The test cells that belong to ``grade_id``: ``test_G`` and ``test_G_<suffix>``."""
-    return [t for t in test_ids if t == f"test_{grade_id}" or t.startswith(f"test_{grade_id}_")]
+def load_catalogue_module(path: str | Path) -> types.ModuleType:
+    """A catalogue file: ``IMPLEMENTATIONS`` (required), ``DEPENDS_ON`` and ``SKIP``.
 
-
-def load_catalogue_module(path: str | Path):
-    """A catalogue file: ``IMPLEMENTATIONS`` (required), ``DEPENDS_ON`` and ``SKIP``."""
-    spec = importlib.util.spec_from_file_location(f"_mutants_{Path(path).stem}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    Executed from its text, so no compiled copy is left beside the source notebook.
+    """
+    path = Path(path)
+    module = types.ModuleType(f"_mutants_{path.parent.name}", f"mutant catalogue {path}")
+    module.__file__ = str(path)
+    exec(compile(path.read_text(), str(path), "exec"), module.__dict__)
     return module
 
 
 def catalogue_path(course: Course, assignment: str) -> Path:
-    return course.root / "tests" / "mutants" / f"{assignment}.py"
+    """Where practical ``assignment``'s catalogue lives (:mod:`dlcourse.authoring.practical`)."""
+    return Practical(course, assignment, None).catalogue
 
 
 class OneKernel:
@@ -153,7 +155,7 @@ def judge(verdicts: Verdicts, depends_on: dict[str, set[str]] | None = None) -> 
     that build on its function (``depends_on[other] = {grade_id, ...}``).
     """
     impl = verdicts.implementation
-    own = set(own_tests(impl.grade_id, verdicts.passed))
+    own = set(tests_of(impl.grade_id, verdicts.passed))
     if verdicts.displays:
         return (f"{impl.name}: test cells {', '.join(verdicts.displays)} show a value, which nbgrader "
                 "reads as a partial score")
@@ -163,6 +165,6 @@ def judge(verdicts: Verdicts, depends_on: dict[str, set[str]] | None = None) -> 
     if not own & set(verdicts.failed()):
         return f"mutant {impl.name} passed every test of {impl.grade_id}"
     dependants = {t for other, deps in (depends_on or {}).items() if impl.grade_id in deps
-                  for t in own_tests(other, verdicts.passed)}
+                  for t in tests_of(other, verdicts.passed)}
     leaked = [t for t in verdicts.failed() if t not in own and t not in dependants]
     return f"mutant {impl.name} also failed {', '.join(leaked)}" if leaked else None

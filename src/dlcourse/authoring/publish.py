@@ -2,7 +2,7 @@
 
 This repository holds every answer, so students get an edition of their own:
 lectures with outputs, the released assignments, the public data, the student
-side of ``dlcourse`` (``STUDENT_SIDE``), a student README, the pins and a
+side of ``dlcourse`` (:func:`student_side`), a student README, the pins and a
 Makefile that sets up and opens JupyterLab. Every publish ends with a leak scan
 that compares the edition *by content* with what must never reach students:
 the text of every solution region and hidden test of the source notebooks, the
@@ -32,11 +32,11 @@ from dlcourse.runner.course import Course
 from dlcourse.runner.nbgrader_plugins import is_handin, is_hidden
 from dlcourse.runner.notebooks import nbgrader_meta, read_notebook
 
-#: The student side of dlcourse: every module the lecture and assignment
-#: notebooks import, transitively, plus the edition's own entry points. Only
-#: these ship; tests/test_publish.py fails when a notebook needs a module not
-#: listed here or a listed module imports one that is not.
-STUDENT_SIDE: tuple[str, ...] = (
+#: The student side of dlcourse besides the practicals' spec modules: every module the
+#: lecture and assignment notebooks import, transitively, plus the edition's own entry
+#: points. tests/test_publish.py fails when a notebook needs a module that does not ship or a
+#: shipped module imports one that does not.
+STUDENT_CORE: tuple[str, ...] = (
     "dlcourse",
     "dlcourse.errors",
     "dlcourse.runtime",
@@ -59,8 +59,6 @@ STUDENT_SIDE: tuple[str, ...] = (
     "dlcourse.grading",
     "dlcourse.grading.compare",
     "dlcourse.grading.handin",
-    "dlcourse.grading.inception",
-    "dlcourse.grading.lstm",
     "dlcourse.grading.models",
     "dlcourse.grading.policy",
     "dlcourse.grading.references",
@@ -71,6 +69,16 @@ STUDENT_SIDE: tuple[str, ...] = (
     "dlcourse.colab",
     "dlcourse.lab_exchange",
 )
+
+
+def student_side() -> tuple[str, ...]:
+    """Every module that ships: the core and each practical's spec module (its hidden cells
+    import it), found rather than listed."""
+    from dlcourse.grading.practicals import spec_modules
+
+    return tuple(dict.fromkeys([*STUDENT_CORE, *spec_modules()]))
+
+
 #: Student-side modules no notebook imports: what students run besides the notebooks
 #: (the `course` command, the Colab setup, the edition's nbgrader_config.py).
 STUDENT_ENTRY_POINTS: tuple[str, ...] = ("dlcourse.validate", "dlcourse.colab", "dlcourse.lab_exchange")
@@ -165,13 +173,13 @@ def published_notebooks(course: Course) -> list[Path]:
 
 def check_student_side(course: Course, src: Path) -> None:
     """Raise when a notebook needs, or a student module imports, a module that does not ship."""
-    allowed = set(STUDENT_SIDE)
+    allowed = set(student_side())
     for nb in published_notebooks(course):
         missing = sorted(notebook_imports(nb, src) - allowed)
         if missing:
             raise CourseError(f"{nb.relative_to(course.root)} imports {', '.join(missing)}, which is not "
-                              "student side (dlcourse.authoring.publish.STUDENT_SIDE)")
-    for module in STUDENT_SIDE:
+                              "student side (dlcourse.authoring.publish.student_side)")
+    for module in sorted(allowed):
         missing = sorted(module_imports(src, module) - allowed)
         if missing:
             raise CourseError(f"student-side {module} imports TA-side {', '.join(missing)}")
@@ -457,6 +465,13 @@ def edition_files(course: Course) -> dict[str, bytes]:
     for name in ("README.md", "Makefile", "nbgrader_config.py", "gitignore"):
         text = (TEMPLATES / name).read_text().replace("{title}", config["title"] or "the course")
         files[".gitignore" if name == "gitignore" else name] = text.encode()
+    # JupyterLab settings: no teaching tools or news pop-ups; the course's lab extension
+    for path in sorted((TEMPLATES / "jupyter").rglob("*")):
+        if path.is_file() and "__pycache__" not in path.parts:
+            files[f"jupyter/{path.relative_to(TEMPLATES / 'jupyter').as_posix()}"] = path.read_bytes()
+    for path in sorted((course.root / "jupyter" / "labextensions").rglob("*")):
+        if path.is_file():
+            files[path.relative_to(course.root).as_posix()] = path.read_bytes()
     files["pyproject.toml"] = _pyproject(course).encode()
     for name in ("requirements.txt", "LICENSE", "LICENSE-CONTENT", EDITION_CONFIG):
         files[name] = (course.root / name).read_bytes()
@@ -471,7 +486,7 @@ def edition_files(course: Course) -> dict[str, bytes]:
     for path in sorted((course.root / "data").iterdir()):
         if path.is_file() and not is_hidden(path.name):
             files[f"data/{path.name}"] = path.read_bytes()
-    for module in STUDENT_SIDE:
+    for module in student_side():
         path = module_file(src, module)
         assert path is not None  # check_student_side read every module
         files[path.relative_to(course.root).as_posix()] = path.read_bytes()

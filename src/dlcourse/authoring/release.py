@@ -7,6 +7,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from dlcourse.authoring.references import write_hidden_blocks
 from dlcourse.errors import CourseError
 from dlcourse.runner import nbgrader_api
 from dlcourse.runner.course import Course
@@ -52,12 +53,18 @@ def release(course: Course, assignments: list[str] | None = None, check: bool = 
     if not ids:
         raise CourseError(f"no assignments found in {course.solutions}")
     report: dict[str, list[str]] = {}
+    # The hidden blocks come from each practical's spec: written into the source first.
+    for assignment in ids:
+        cells = write_hidden_blocks(course, assignment, check=check)
+        verb = "not written from the spec" if check else "written from the spec"
+        report[assignment] = [f"hidden block of {cell} {verb}" for cell in cells]
     with tempfile.TemporaryDirectory(prefix="dlcourse-release-out-") as tmp:
         for assignment in ids:
             fresh = build_release(course, assignment, Path(tmp))
             target = course.assignments / assignment
-            report[assignment] = _differences(fresh, target)
-            if not check and report[assignment]:
+            differences = _differences(fresh, target)
+            report[assignment] += differences
+            if not check and differences:
                 if target.exists():
                     shutil.rmtree(target)
                 shutil.copytree(fresh, target)

@@ -271,14 +271,14 @@ def _demo_mode() -> bool:
 
 
 def cmd_references(args: argparse.Namespace) -> int:
-    from dlcourse.grading.registry import REFERENCE_SETS, compare_references, write_references
+    from dlcourse.authoring.practical import practicals
+    from dlcourse.authoring.references import compare_references, write_references
     from dlcourse.runner.course import Course
 
     course = Course.find()
     if args.assignment:
         course.require_assignment(args.assignment)
-    ids = [args.assignment] if args.assignment else \
-        sorted({r.assignment for r in REFERENCE_SETS} & set(course.assignment_ids()))
+    ids = [args.assignment] if args.assignment else [p.id for p in practicals(course) if p.references]
     problems = []
     for assignment in ids:
         if args.check:
@@ -293,12 +293,12 @@ def cmd_references(args: argparse.Namespace) -> int:
 
 def cmd_gpu_check(args: argparse.Namespace) -> int:
     from dlcourse.authoring.gpucheck import format_report, gpu_check
-    from dlcourse.grading.registry import REFERENCE_SETS
+    from dlcourse.authoring.practical import practicals
     from dlcourse.runner.course import Course
 
     course = Course.find()
     ids = [course.require_assignment(args.assignment)] if args.assignment else \
-        sorted({r.assignment for r in REFERENCE_SETS} & set(course.assignment_ids()))
+        [p.id for p in practicals(course) if p.references]
     ok = True
     for assignment in ids:
         report = gpu_check(course, assignment)

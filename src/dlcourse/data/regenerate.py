@@ -6,7 +6,7 @@
                                                   # ones under DIR/solutions/...), touch nothing else
 
 Reserved (test) splits are rebuilt only when the instructor's seeds file
-(``solutions/unet/hidden_data_seeds.json``) is present; in the student release
+(``solutions/hidden_data_seeds.json``) is present; in the student release
 it is not, and those splits are skipped. ``--new-seeds`` creates the file with
 fresh 128-bit seeds (changing the test splits: re-run afterwards).
 """

@@ -14,7 +14,7 @@ from dlcourse.grading.handin import accuracy, load_ct_test
 from dlcourse.grading.models import produce_model_output, reference_case
 from dlcourse.grading.policy import TOLERANCE, relative_error
 from dlcourse.grading.references import Case
-from dlcourse.grading.spec import FunctionSpec, HandinContract, Produced, StandIn
+from dlcourse.grading.spec import AssignmentSpec, FunctionSpec, HandinContract, Produced, StandIn
 
 BRANCHES = ("1x1", "3x3", "5x5", "pool_proj")
 REFERENCE_FILE = "hidden_inception_refs.npz"
@@ -205,21 +205,21 @@ def diagnose_auxiliary(got: np.ndarray, expected: np.ndarray) -> list[str]:
 
 
 CONV_PARAMS = FunctionSpec(
-    "conv_params", __name__, "CONV_PARAMS", REFERENCE_FILE, "conv_params", produce_conv_params,
-    lambda case: f"conv_params on {len(case.inputs)} layer shapes", diagnose=_first_wrong_row(_conv_call),
+    function="conv_params", select="conv_params", produce=produce_conv_params,
+    describe=lambda case: f"conv_params on {len(case.inputs)} layer shapes", diagnose=_first_wrong_row(_conv_call),
     tolerance=0.0, test_cell="test_conv_params", refused_helpers=(architectures.conv_params,))
 PARAMS_INCEPTION = FunctionSpec(
-    "params_inception", __name__, "PARAMS_INCEPTION", REFERENCE_FILE, "params_inception",
-    produce_params_inception, lambda case: f"params_inception on {len(case.inputs)} modules",
+    function="params_inception", select="params_inception", produce=produce_params_inception,
+    describe=lambda case: f"params_inception on {len(case.inputs)} modules",
     diagnose=_first_wrong_row(_inception_call, " (your conv_params was replaced by a reference count for "
                                                "this test)"),
     stand_ins=(StandIn("conv_params", reference_conv_params),), tolerance=0.0, test_cell="test_params_inception")
 INCEPTION_MODULE = FunctionSpec(
-    "inception_module", __name__, "INCEPTION_MODULE", REFERENCE_FILE, "module", produce_inception_module,
-    _module_what, diagnose=_diagnose_module)
+    function="inception_module", select="module", produce=produce_inception_module, describe=_module_what,
+    diagnose=_diagnose_module)
 AUXILIARY_CLASSIFIER = FunctionSpec(
-    "auxiliary_classifier", __name__, "AUXILIARY_CLASSIFIER", REFERENCE_FILE, "aux",
-    produce_auxiliary_classifier, _aux_what, diagnose=lambda case: diagnose_auxiliary)
+    function="auxiliary_classifier", select="aux", produce=produce_auxiliary_classifier, describe=_aux_what,
+    diagnose=lambda case: diagnose_auxiliary)
 
 
 def make_cases(inception_module: Callable, auxiliary_classifier: Callable, conv_params: Callable | None = None,
@@ -251,5 +251,10 @@ def make_cases(inception_module: Callable, auxiliary_classifier: Callable, conv_
 
 
 HANDIN = HandinContract(
-    "test_mini_googlenet_handin", __name__, "HANDIN", "inception_model.keras", "hidden_ct_test.npz",
-    load_ct_test, num_classes=4, metric="accuracy", score=accuracy, threshold=0.80)
+    grade_id="test_mini_googlenet_handin", model_file="inception_model.keras", data_file="hidden_ct_test.npz",
+    load_split=load_ct_test, num_classes=4, metric="accuracy", score=accuracy, threshold=0.80)
+
+ASSIGNMENT = AssignmentSpec(
+    assignment="inception", module=__name__, reference_file=REFERENCE_FILE,
+    functions=(CONV_PARAMS, PARAMS_INCEPTION, INCEPTION_MODULE, AUXILIARY_CLASSIFIER), make_cases=make_cases,
+    handin=HANDIN)

@@ -28,7 +28,14 @@ import numpy as np
 from dlcourse.grading.compare import GradingFailure
 from dlcourse.grading.policy import TOLERANCE, relative_error
 from dlcourse.grading.references import Case
-from dlcourse.grading.spec import FunctionSpec, HandinContract, Produced, StandIn, require_stand_in
+from dlcourse.grading.spec import (
+    AssignmentSpec,
+    FunctionSpec,
+    HandinContract,
+    Produced,
+    StandIn,
+    require_stand_in,
+)
 
 REFERENCE_FILE = "hidden_lstm_refs.npz"
 WINDOW_SHAPE = (200, 1)
@@ -381,14 +388,14 @@ def _diagnose_forward(case: Case) -> Callable[[np.ndarray, np.ndarray], list[str
 SIGMOID_STAND_IN = StandIn("sigmoid", reference_sigmoid)
 
 SIGMOID = FunctionSpec(
-    "sigmoid", __name__, "SIGMOID", REFERENCE_FILE, "sigmoid", produce_sigmoid, _sigmoid_what,
+    function="sigmoid", select="sigmoid", produce=produce_sigmoid, describe=_sigmoid_what,
     diagnose=_diagnose_sigmoid, tolerance=1e-6, test_cell="test_sigmoid")
 LSTM_CELL_FORWARD = FunctionSpec(
-    "lstm_cell_forward", __name__, "LSTM_CELL_FORWARD", REFERENCE_FILE, "cell", produce_lstm_cell_forward,
-    lambda case: _cell_call(case) + " -> (h_t, c_t)", diagnose=_diagnose_cell,
+    function="lstm_cell_forward", select="cell", produce=produce_lstm_cell_forward,
+    describe=lambda case: _cell_call(case) + " -> (h_t, c_t)", diagnose=_diagnose_cell,
     stand_ins=(SIGMOID_STAND_IN,), frameworks=False)
 LSTM_FORWARD = FunctionSpec(
-    "lstm_forward", __name__, "LSTM_FORWARD", REFERENCE_FILE, "forward", produce_lstm_forward, _forward_call,
+    function="lstm_forward", select="forward", produce=produce_lstm_forward, describe=_forward_call,
     diagnose=_diagnose_forward,
     stand_ins=(SIGMOID_STAND_IN, StandIn("lstm_cell_forward", reference_lstm_cell_forward)), frameworks=False)
 
@@ -583,7 +590,11 @@ def load_test_split(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 HANDIN = HandinContract(
-    "test_sequence_models_handin", __name__, "HANDIN", "lstm_model.keras", "hidden_signal_test.npz",
-    load_test_split, num_classes=2, metric="beat F1", score=beat_f1, threshold=0.72,
+    grade_id="test_sequence_models_handin", model_file="lstm_model.keras", data_file="hidden_signal_test.npz",
+    load_split=load_test_split, num_classes=2, metric="beat F1", score=beat_f1, threshold=0.72,
     output_shape=lambda input_shape: (input_shape[0], 2),
     output_meaning="probabilities of (no beat, beat) at every time step")
+
+ASSIGNMENT = AssignmentSpec(
+    assignment="lstm", module=__name__, reference_file=REFERENCE_FILE,
+    functions=(SIGMOID, LSTM_CELL_FORWARD, LSTM_FORWARD), make_cases=make_cases, handin=HANDIN)

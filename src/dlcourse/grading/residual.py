@@ -10,7 +10,7 @@ from dlcourse.grading.handin import accuracy, load_ct_test
 from dlcourse.grading.models import produce_model_output, reference_case
 from dlcourse.grading.policy import TOLERANCE, relative_error
 from dlcourse.grading.references import Case
-from dlcourse.grading.spec import FunctionSpec, HandinContract, Produced
+from dlcourse.grading.spec import AssignmentSpec, FunctionSpec, HandinContract, Produced
 
 REFERENCE_FILE = "hidden_residual_refs.npz"
 
@@ -139,23 +139,23 @@ def produce_dense_block(dense_block: Callable, case: Case) -> Produced:
 
 
 RESIDUAL_BLOCK = FunctionSpec(
-    "residual_block", __name__, "RESIDUAL_BLOCK", REFERENCE_FILE, "residual", produce_residual_block,
-    lambda case: _block_what("residual_block", case),
+    function="residual_block", select="residual", produce=produce_residual_block,
+    describe=lambda case: _block_what("residual_block", case),
     diagnose=lambda c: _diagnose_block("residual", c.meta["stride"], c.inputs.shape[-1], c.meta["filters"]),
     locate=lambda c: _locate_block(c.meta["name"], c.meta["stride"], "residual"))
 BOTTLENECK_BLOCK = FunctionSpec(
-    "bottleneck_block", __name__, "BOTTLENECK_BLOCK", REFERENCE_FILE, "bottleneck", produce_bottleneck_block,
-    lambda case: _block_what("bottleneck_block", case),
+    function="bottleneck_block", select="bottleneck", produce=produce_bottleneck_block,
+    describe=lambda case: _block_what("bottleneck_block", case),
     diagnose=lambda c: _diagnose_block("bottleneck", c.meta["stride"], c.inputs.shape[-1], 4 * c.meta["filters"]),
     locate=lambda c: _locate_block(c.meta["name"], c.meta["stride"], "bottleneck"))
 DENSE_BLOCK = FunctionSpec(
-    "dense_block", __name__, "DENSE_BLOCK", REFERENCE_FILE, "dense", produce_dense_block, _dense_what,
+    function="dense_block", select="dense", produce=produce_dense_block, describe=_dense_what,
     diagnose=lambda c: _diagnose_dense(c.meta["growth_rate"], c.meta["num_layers"], c.inputs.shape[-1]),
     locate=lambda c: _locate_dense(c.meta["name"], c.meta["num_layers"]))
 
 HANDIN = HandinContract(
-    "test_small_networks_handin", __name__, "HANDIN", "residual_model.keras", "hidden_ct_test.npz",
-    load_ct_test, num_classes=4, metric="accuracy", score=accuracy, threshold=0.80)
+    grade_id="test_small_networks_handin", model_file="residual_model.keras", data_file="hidden_ct_test.npz",
+    load_split=load_ct_test, num_classes=4, metric="accuracy", score=accuracy, threshold=0.80)
 
 
 def make_cases(residual_block: Callable, bottleneck_block: Callable, dense_block: Callable) -> list[Case]:
@@ -177,3 +177,8 @@ def make_cases(residual_block: Callable, bottleneck_block: Callable, dense_block
                                     shape, {"num_layers": k, "growth_rate": g, "name": n}, seed, weight_scale=1.0,
                                     probe_layers=probes))
     return cases
+
+
+ASSIGNMENT = AssignmentSpec(
+    assignment="residual", module=__name__, reference_file=REFERENCE_FILE,
+    functions=(RESIDUAL_BLOCK, BOTTLENECK_BLOCK, DENSE_BLOCK), make_cases=make_cases, handin=HANDIN)

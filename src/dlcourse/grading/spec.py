@@ -18,6 +18,7 @@ its prose and the repeat read them from here.
 from __future__ import annotations
 
 import contextlib
+import sys
 from collections.abc import Callable, Iterable, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -146,15 +147,22 @@ def _hidden_block(module: str, name: str, call: str) -> str:
     return f"{HIDDEN_BEGIN}\nfrom {module} import {name}\n\n{call}\n{HIDDEN_END}"
 
 
-@dataclass(frozen=True)
+def tests_of(function: str, grade_ids: Iterable[str]) -> list[str]:
+    """The test cells of contract function ``function``: ``test_<function>`` and
+    ``test_<function>_<suffix>`` (no other grade_id may start so, see the course's design)."""
+    return [g for g in grade_ids if g == f"test_{function}" or g.startswith(f"test_{function}_")]
+
+
+@dataclass(frozen=True, kw_only=True)
 class FunctionSpec:
-    """How graded function ``function`` is tested against its hidden reference cases."""
+    """How graded function ``function`` is tested against its hidden reference cases.
+
+    Declared with keywords in its practical's spec module; the :class:`AssignmentSpec` that
+    lists it fills in where it lives (``module``, ``name``) and its reference file.
+    """
 
     function: str  # the contract name, e.g. "lstm_forward"
-    module: str  # where this spec lives (for the hidden cell's import)
-    name: str  # this spec's name in ``module``
-    reference_file: str  # hidden_*_refs.npz beside the source notebook
-    select: str  # prefix of the names of its cases
+    select: str  # prefix of the names of its cases in the reference file
     produce: Callable[[Callable, Case], Produced]
     describe: Callable[[Case], str]  # the call, as the message names it
     diagnose: Callable[[Case], Callable[[np.ndarray, np.ndarray], list[str]]] | None = None
@@ -171,6 +179,9 @@ class FunctionSpec:
     #: where no framework is installed (dlcourse.harness.frameworks), so that no guard inside
     #: the student's process is needed to keep, say, Keras's LSTM out of it.
     frameworks: bool = True
+    module: str = field(default="", compare=False)  # set by the AssignmentSpec (hidden cell's import)
+    name: str = field(default="", compare=False)  # this spec's name in ``module``
+    reference_file: str = field(default="", compare=False)  # hidden_*_refs.npz beside the source notebook
 
     @property
     def test_id(self) -> str:
@@ -229,13 +240,11 @@ class FunctionSpec:
         return _hidden_block(self.module, self.name, f"{self.name}.check({self.function})")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class HandinContract:
     """A handed-in model: file, reserved split, metric and threshold, defined once."""
 
     grade_id: str  # the hidden test cell
-    module: str
-    name: str
     model_file: str
     data_file: str  # hidden_* file beside the source notebook
     load_split: Callable[[str], tuple[np.ndarray, np.ndarray]]  # path -> (inputs, labels)
@@ -247,6 +256,8 @@ class HandinContract:
     output_meaning: str = "class probabilities"
     detail: Callable[[np.ndarray, np.ndarray], str] | None = None  # e.g. the per-class scores
     batch_size: int = 64
+    module: str = field(default="", compare=False)  # set by the AssignmentSpec (hidden cell's import)
+    name: str = field(default="", compare=False)
 
     @property
     def stated(self) -> str:
@@ -300,3 +311,74 @@ class HandinContract:
     def cell_source(self) -> str:
         """The whole hidden test cell: the visible summary line, then the hidden block."""
         return f"{self.summary()}\n{self.hidden_source()}"
+
+
+def _bind(owner: object, module: str, namespace: dict, **values: str) -> None:
+    """Tell a spec or contract where it lives: the name it has in ``module``'s namespace."""
+    names = [key for key, value in namespace.items() if value is owner]
+    if not names:
+        raise TypeError(f"{module}: every spec an AssignmentSpec lists must be a module-level name of "
+                        f"{module} (the hidden cell imports it from there)")
+    for key, value in {"module": module, "name": names[0], **values}.items():
+        object.__setattr__(owner, key, value)
+
+
+@dataclass(frozen=True, kw_only=True)
+class AssignmentSpec:
+    """Everything the course knows about one practical's grading, declared once in its spec
+    module (``ASSIGNMENT = AssignmentSpec(...)`` in ``dlcourse.grading.<id>``).
+
+    The cells whose code makes the references (setup, then each graded function's cell), the
+    test cells of each function, the hidden blocks' imports and each function's cases all
+    derive from it; the course finds it by its ``assignment`` (:func:`dlcourse.grading.practicals.assignment_spec`).
+    """
+
+    assignment: str  # the practical's id: solutions/<assignment>/<assignment>.ipynb
+    module: str  # the spec module's ``__name__``
+    functions: tuple[FunctionSpec, ...] = ()  # in notebook order
+    reference_file: str = ""  # hidden_*_refs.npz beside the source notebook (needed with functions)
+    #: (solution functions by contract name) -> reference cases; None where no function is graded
+    make_cases: Callable[..., list[Case]] | None = None
+    handin: HandinContract | None = None
+    setup_cell: str = "setup"  # grade_id of the cell every solution cell runs after
+
+    def __post_init__(self) -> None:
+        namespace = vars(sys.modules[self.module])
+        for spec in self.functions:
+            _bind(spec, self.module, namespace, reference_file=self.reference_file)
+        if self.handin is not None:
+            _bind(self.handin, self.module, namespace)
+
+    @property
+    def cells(self) -> tuple[str, ...]:
+        """The solution cells that make the references, setup first."""
+        return (self.setup_cell, *(spec.function for spec in self.functions))
+
+    def function(self, name: str) -> FunctionSpec:
+        """The spec of graded function ``name``."""
+        for spec in self.functions:
+            if spec.function == name:
+                return spec
+        raise KeyError(f"{self.assignment} grades no function {name!r}")
+
+    def tests_of(self, function: str, grade_ids: Iterable[str]) -> list[str]:
+        """The test cells of one of this practical's functions."""
+        return tests_of(self.function(function).function, grade_ids)
+
+    def hidden_blocks(self) -> dict[str, str]:
+        """grade_id of each test cell with a hidden block -> the block, as the source must hold it."""
+        blocks = {spec.test_id: spec.hidden_source() for spec in self.functions}
+        if self.handin is not None:
+            blocks[self.handin.grade_id] = self.handin.hidden_source()
+        return blocks
+
+    def cases_by_function(self, cases: dict[str, Case] | str | Path) -> dict[str, list[Case]]:
+        """Each graded function's cases, in stored order."""
+        loaded = _load(cases)
+        return {spec.function: spec.cases(loaded) for spec in self.functions}
+
+    def make(self, namespace: dict) -> list[Case]:
+        """The reference cases, from the solution's functions in ``namespace``."""
+        if self.make_cases is None:
+            return []
+        return self.make_cases(**{spec.function: namespace[spec.function] for spec in self.functions})

@@ -17,7 +17,7 @@ from dlcourse.grading.compare import GradingFailure, call_student
 from dlcourse.grading.models import probe_outputs
 from dlcourse.grading.policy import grading_mode
 from dlcourse.grading.references import Case, random_weights
-from dlcourse.grading.spec import FunctionSpec, HandinContract, Produced
+from dlcourse.grading.spec import AssignmentSpec, FunctionSpec, HandinContract, Produced
 from dlcourse.grading.weights import load_reference_weights
 
 REFERENCE_FILE = "hidden_unet_refs.npz"
@@ -276,15 +276,15 @@ def _diagnose_dice(case: Case):
 
 
 RECEPTIVE_FIELD = FunctionSpec(
-    "receptive_field", __name__, "RECEPTIVE_FIELD", REFERENCE_FILE, "receptive_field", produce_receptive_field,
-    _rf_what, diagnose=_diagnose_receptive_field, tolerance=0.0,
+    function="receptive_field", select="receptive_field", produce=produce_receptive_field,
+    describe=_rf_what, diagnose=_diagnose_receptive_field, tolerance=0.0,
     refused_helpers=(architectures.receptive_fields, architectures.receptive_fields_of_model))
 BUILD_UNET = FunctionSpec(
-    "build_unet", __name__, "BUILD_UNET", REFERENCE_FILE, "unet", produce_build_unet, _unet_what,
+    function="build_unet", select="unet", produce=produce_build_unet, describe=_unet_what,
     diagnose=_diagnose_unet, locate=lambda case: _locate_unet(_depth(case)), diagnose_first=True)
 DICE_COEFFICIENT = FunctionSpec(
-    "dice_coefficient", __name__, "DICE_COEFFICIENT", REFERENCE_FILE, "dice", produce_dice_coefficient,
-    _dice_what, diagnose=_diagnose_dice)
+    function="dice_coefficient", select="dice", produce=produce_dice_coefficient, describe=_dice_what,
+    diagnose=_diagnose_dice)
 
 
 def _dice_inputs(shape: tuple[int, ...], kind: str, rng: np.random.Generator) -> np.ndarray:
@@ -341,8 +341,8 @@ def _cardiac_test(path: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 HANDIN = HandinContract(
-    "test_segmentation_model_handin", __name__, "HANDIN", "unet_model.keras", "hidden_cardiac_test.npz",
-    _cardiac_test, num_classes=4, metric="mean foreground Dice", score=mean_foreground_dice, threshold=0.80,
+    grade_id="test_segmentation_model_handin", model_file="unet_model.keras",
+    data_file="hidden_cardiac_test.npz", load_split=_cardiac_test, num_classes=4, metric="mean foreground Dice", score=mean_foreground_dice, threshold=0.80,
     output_shape=lambda input_shape: (*input_shape[:2], len(CARDIAC_CLASSES)),
     output_meaning="one probability vector per pixel", detail=_per_class_dice, batch_size=32)
 
@@ -386,3 +386,8 @@ def make_cases(receptive_field: Callable, build_unet: Callable, dice_coefficient
         cases.append(Case(name, {"shape": list(shape), "kind": kind}, inputs, np.array([float(value)]),
                           probes=probes))
     return cases
+
+
+ASSIGNMENT = AssignmentSpec(
+    assignment="unet", module=__name__, reference_file=REFERENCE_FILE,
+    functions=(RECEPTIVE_FIELD, BUILD_UNET, DICE_COEFFICIENT), make_cases=make_cases, handin=HANDIN)

@@ -21,6 +21,9 @@ HIDDEN_PATTERNS: tuple[str, ...] = ("hidden_*",)
 #: the source notebook under the same name; it must never be released, and never
 #: replace (or stand in for) a student's own file during autograding.
 HANDIN_PATTERNS: tuple[str, ...] = ("*_model.keras",)
+#: A practical's mutant catalogue beside its source notebook: `course check` reads it; no
+#: release, autograde or feedback carries it (dlcourse.authoring.practical).
+CATALOGUE_FILE = "mutants.py"
 
 
 def environment_bin_on_path() -> None:

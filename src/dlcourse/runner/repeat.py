@@ -217,23 +217,24 @@ def plan(assignment: str, source_dir: Path, source: NotebookNode, graded: Notebo
          handin_dir: Path | None) -> Plan:
     """The jobs that decide every hidden test of ``graded`` (the notebook nbgrader autogrades,
     test cells as in the gradebook), with the references in ``source_dir``."""
-    from dlcourse.grading.registry import handin_contracts, reference_sets
+    from dlcourse.grading.practicals import assignment_spec
 
+    spec_of = assignment_spec(assignment) if assignment else None
     solution_ids = {gid for c in source.cells if (gid := grade_id(c)) and nbgrader_meta(c).get("solution")}
     setup, cells = _setup_source(source), answer_cells(graded, solution_ids)
     result = Plan()
     specced: dict[str, set[str]] = {}  # test cell -> the hidden blocks decided by specs
-    for ref in reference_sets(assignment):
-        path = source_dir / ref.filename
-        if not path.is_file():
-            for spec in ref.specs:
-                result.problems[spec.test_id] = f"reference file {ref.filename} is missing"
-            continue
+    functions = spec_of.functions if spec_of else ()
+    path = source_dir / spec_of.reference_file if spec_of else None
+    if functions and not path.is_file():
+        for spec in functions:
+            result.problems[spec.test_id] = f"reference file {spec_of.reference_file} is missing"
+    elif functions:
         cases = load_cases(path)
-        for spec in ref.specs:
+        for spec in functions:
             specced.setdefault(spec.test_id, set()).add(spec.hidden_source())
             result.jobs.append(function_job(spec, cases, setup, cells))
-    for contract in handin_contracts(assignment):
+    for contract in [spec_of.handin] if spec_of and spec_of.handin else []:
         specced.setdefault(contract.grade_id, set()).add(contract.hidden_source())
         if not (source_dir / contract.data_file).is_file():
             result.problems[contract.grade_id] = f"reserved split {contract.data_file} is missing"

@@ -141,7 +141,6 @@ def _hidden_paths(frameworks: bool) -> list[Path]:
 
     package = Path(dlcourse.__file__).resolve().parent
     hidden = [package / sub for sub in TA_SUBPACKAGES if (package / sub).is_dir()]
-    hidden.append(package / "grading" / "registry.py")  # TA side: it imports the runner
     if not frameworks:
         from dlcourse.harness.frameworks import FRAMEWORKS
 

@@ -31,6 +31,7 @@ from nbformat import NotebookNode
 from nbformat.v4 import new_output
 from traitlets import Bool, Float
 
+from dlcourse.grading.spec import tests_of
 from dlcourse.runner import limits, repeat, sandbox
 from dlcourse.runner.notebooks import grade_id, nbgrader_meta, read_notebook
 from dlcourse.runtime import GRADING_VARIABLE
@@ -137,12 +138,6 @@ def _source_dir(pre: Preprocessor, assignment: str, folder: Path) -> Path:
 def _error(message: str) -> NotebookNode:
     return new_output("error", ename="HiddenTestFailure", evalue=message,
                       traceback=[f"HiddenTestFailure: {message}"])
-
-
-def tests_of(function: str, grade_ids: list[str]) -> list[str]:
-    """The test cells of contract function ``function``: ``test_<function>`` and
-    ``test_<function>_<suffix>`` (no other grade_id may start so, see the course's design)."""
-    return [g for g in grade_ids if g == f"test_{function}" or g.startswith(f"test_{function}_")]
 
 
 def _visible_tests_follow(verdicts: list[repeat.Verdict], grade_ids: list[str]) -> list[repeat.Verdict]:
