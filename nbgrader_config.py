@@ -14,7 +14,6 @@ from nbgrader.preprocessors import (
     GetGrades,
     IgnorePattern,
     LimitOutput,
-    SaveAutoGrades,
 )
 
 from dlcourse.runner import nbgrader_plugins
@@ -48,7 +47,7 @@ c.CourseDirectory.ignore = [
     nbgrader_plugins.CATALOGUE_FILE,
 ]
 c.Autograde.pre_convert_hook = nbgrader_plugins.AutogradeFileCopier(
-    source_directory="solutions", autograded_directory="autograded"
+    source_directory="solutions", autograded_directory="autograded", db_url=c.CourseDirectory.db_url
 )
 
 # TensorFlow imports and small training runs take longer than nbgrader's
@@ -81,7 +80,7 @@ c.Autograde.autograde_preprocessors = [
     "dlcourse.runner.untrusted.InertNotebook",  # formgrader and feedback show the result: no student script runs
     ClearMetadataPreprocessor,
     LimitOutput,
-    SaveAutoGrades,
+    nbgrader_plugins.KeepHandGrades,  # SaveAutoGrades, but a finished hand grade stays resolved
     AssignLatePenalties,
     CheckCellMetadata,
 ]
@@ -106,11 +105,16 @@ c.HTMLExporter.filters = {"clean_html": "dlcourse.runner.untrusted.clean_html"}
 
 # --- course validate / the Validate button (student side, dlcourse.validate) ---
 # nbgrader's Validate button names a failing cell by its whole source; these
-# hooks name it by grade_id instead. They act only while nbgrader validates.
-from dlcourse.validate import name_cells_for_validate_button  # noqa: E402
+# hooks name it by grade_id instead, and its dialog also lists cells outside the
+# tests that raised, judged as the grader judges (stderr alone fails nothing).
+# They act only while nbgrader validates. The dialog's note on hidden tests comes
+# from the course's lab extension (jupyter/labextensions).
+from dlcourse.validate import name_cells_for_validate_button, report_cells_for_validate_button  # noqa: E402
 
+c.Validator.validate_all = True
 c.Execute.on_notebook_start = name_cells_for_validate_button
 c.Execute.on_cell_complete = name_cells_for_validate_button
+c.Execute.on_notebook_complete = report_cells_for_validate_button
 
 # --- JupyterLab panels: exchange (dlcourse.lab_exchange); autograde kernel (dlcourse.runner.kernel_sandbox) ---
 # Assignments go out and come back through the LMS, never through nbgrader's

@@ -24,6 +24,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -238,6 +239,11 @@ def student_course(dest: Path) -> Path:
     return dest
 
 
+def edition_env(edition: Path) -> dict[str, str]:
+    """The edition's lab settings, as its `make lab` uses them (not the course's)."""
+    return {"JUPYTER_CONFIG_PATH": str(edition / "jupyter")}
+
+
 def finish_all_but_sigmoid(notebook_path: Path) -> None:
     """The student's later state: every other part done and the model trained (the example
     submission), the sigmoid cell as the student left it."""
@@ -314,6 +320,8 @@ def save_and_validate(browser: Browser, notebook: Path, code: str, label: str) -
     return text
 
 
+#: What the course's lab extension adds to nbgrader's Validate dialog.
+HIDDEN_NOTE = "hold hidden tests that did not run here"
 CORRECT_SIGMOID = "def sigmoid(z): return 0.5 * (1 + np.tanh(0.5 * np.asarray(z, dtype=float)))"
 WRONG_SIGMOID = "def sigmoid(z): return 1 / (1 + np.exp(z))"
 
@@ -322,7 +330,7 @@ def test_student_validate_button_gives_a_failing_and_a_passing_verdict(tmp_path,
     course = student_course(tmp_path / "student")
     notebook = course / "assignments" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
     index = _cell_index(notebook, "sigmoid")
-    lab = start_lab(course)
+    lab = start_lab(course, edition_env(course))
 
     browser.open_lab(lab, f"assignments/{ASSIGNMENT}/{ASSIGNMENT}.ipynb")
     browser.wait(lambda d: any("Idle" in bar.text for bar in browser.css("#jp-main-statusbar")), 90,
@@ -342,6 +350,10 @@ def test_student_validate_button_gives_a_failing_and_a_passing_verdict(tmp_path,
     assert "Success" not in verdict
     assert "failed" in verdict.lower(), verdict
     assert "AssertionError: sigmoid(z) = 1 / (1 + exp(-z))" in verdict, verdict
+    # cells outside the tests that raised are named too (the grader runs them as well) ...
+    assert "lstm_cell_forward: not a test cell, but it raised" in verdict, verdict
+    # ... and the dialog says that hidden tests exist and did not run
+    assert HIDDEN_NOTE in verdict and "test_lstm_forward_reference" in verdict, verdict
 
     # Passing: later, everything else done and the model trained; the sigmoid fixed last.
     finish_all_but_sigmoid(notebook)
@@ -358,39 +370,55 @@ def test_student_validate_button_gives_a_failing_and_a_passing_verdict(tmp_path,
     browser.shot("finished-notebook-reloaded")
     type_into_cell(browser, notebook, index, CORRECT_SIGMOID)
     verdict = save_and_validate(browser, notebook, CORRECT_SIGMOID, "correct-sigmoid")
-    assert "Success! Your notebook passes all the tests." in verdict, verdict
+    assert "Success! Your notebook passes all the visible tests." in verdict, verdict
+    assert "passes all the tests" not in verdict, verdict
+    assert f"3 test cell(s) {HIDDEN_NOTE}" in verdict, verdict
+    for name in ("test_lstm_cell_forward_reference", "test_lstm_forward_reference", "test_sequence_models_handin"):
+        assert name in verdict, verdict
+    assert "They run when your notebook is graded" in verdict, verdict
 
 
-def test_student_assignment_list_shows_no_exchange_errors(tmp_path, browser, start_lab):
+TEACHING_TOOLS = ("Formgrader", "Create Assignment", "Course List", "Assignment List", "Add new assignment")
+
+
+def test_student_edition_shows_no_teaching_tool_and_no_news(tmp_path, browser, start_lab):
+    """A student's JupyterLab: the Validate button, nothing of nbgrader's teaching side, no pop-ups."""
     course = student_course(tmp_path / "student")
-    lab = start_lab(course)
-    browser.open_lab(lab)
+    lab = start_lab(course, edition_env(course))
+    browser.open_lab(lab, f"assignments/{ASSIGNMENT}/{ASSIGNMENT}.ipynb")
+    notebook_cells(browser, course / "assignments" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb")
+    browser.wait(lambda d: [b for b in browser.css(".jp-NotebookPanel-toolbar .jp-Toolbar-item")
+                            if b.is_displayed() and b.text.strip() == "Validate"], 30, "the Validate button")
+    time.sleep(5)  # JupyterLab asks about news a few seconds after it loads, where it is allowed to
+    browser.shot("edition-notebook")
+    menus = [e.text for e in browser.css(".lm-MenuBar-item")]
+    assert "File" in menus and "Nbgrader" not in menus, menus
+    body = browser.driver.find_element(By.TAG_NAME, "body").text
+    for tool in TEACHING_TOOLS:
+        assert tool not in body, f"the edition shows {tool!r}"
+    toasts = [t.text for t in browser.css(".Toastify__toast")]
+    assert not toasts, f"pop-ups: {toasts}"
 
-    browser.menu("Nbgrader", "Assignment List")
-    panel = browser.wait(lambda d: [p for p in browser.css(".lm-DockPanel-widget")
-                                    if p.is_displayed() and "Released assignments" in p.text], 60,
-                         "the Assignment List")[0]
-    # Every list has answered (no spinner, no "Loading") before the text is judged.
-    browser.wait(lambda d: ("loading" not in panel.text.lower() and panel.text.count("There are no") >= 3)
-                 or any(e in panel.text for e in EXCHANGE_ERRORS), 60, "the assignment lists to load")
-    browser.shot("assignment-list")
-    text = browser.driver.find_element(By.TAG_NAME, "body").text
-    for error in EXCHANGE_ERRORS:
-        assert error not in text, f"the Assignment List shows {error!r}:\n{panel.text}"
-    assert "There are no assignments to fetch" in panel.text
+    # The command palette knows no teaching tool either.
+    ActionChains(browser.driver).key_down(Keys.CONTROL).key_down(Keys.SHIFT).send_keys("c") \
+        .key_up(Keys.SHIFT).key_up(Keys.CONTROL).perform()
+    search = browser.wait(lambda d: [e for e in browser.css(".lm-CommandPalette-input") if e.is_displayed()],
+                          10, "the command palette")[0]
+    search.send_keys("nbgrader")
+    time.sleep(1)
+    browser.shot("edition-command-palette")
+    found = [e.text for e in browser.css(".lm-CommandPalette-item") if e.is_displayed()]
+    assert not [f for f in found if any(tool in f for tool in TEACHING_TOOLS)], found
+    search.send_keys(Keys.ESCAPE)
 
-    browser.menu("Nbgrader", "Course List")
-    courses = browser.wait(lambda d: [p for p in browser.css(".lm-DockPanel-widget")
-                                      if p.is_displayed() and "Available formgraders" in p.text], 60,
-                           "the Course List")[0]
-    browser.wait(lambda d: "loading" not in courses.text.lower() and len(courses.text.splitlines()) > 1,
-                 60, "the course list to load")
-    browser.shot("course-list")
-    text = browser.driver.find_element(By.TAG_NAME, "body").text
-    for error in (*EXCHANGE_ERRORS, "Error"):
-        assert error not in text, f"the Course List shows {error!r}:\n{courses.text}"
-    # The lists came from the student's own (empty) exchange folder, not a shared one.
-    assert (lab.home / "data" / "nbgrader" / "exchange").is_dir()
+    # Nor does the server: formgrader and the course list are not there.
+    for path in ("formgrader", "formgraders"):
+        try:
+            with urllib.request.urlopen(f"{lab.url}/{path}?token={lab.token}", timeout=30) as response:
+                status = response.status
+        except urllib.error.HTTPError as exc:
+            status = exc.code
+        assert status == 404, f"/{path} answers {status} in the student edition"
 
 
 def _course_command(course: Course, *args: str, home: Path) -> subprocess.CompletedProcess:
@@ -415,6 +443,13 @@ def _manual_grade(course: Course, student: str) -> tuple[float | None, str | Non
         grade = gb.find_grade("question_forget_bias", ASSIGNMENT, ASSIGNMENT, student)
         comment = gb.find_comment("question_forget_bias", ASSIGNMENT, ASSIGNMENT, student)
         return grade.manual_score, comment.manual_comment
+
+
+def _needs_manual_grade(course: Course, student: str) -> bool:
+    from nbgrader.api import Gradebook
+
+    with Gradebook(f"sqlite:///{course.root / 'gradebook.db'}") as gb:
+        return gb.find_grade("question_forget_bias", ASSIGNMENT, ASSIGNMENT, student).needs_manual_grade
 
 
 def test_ta_grades_a_written_answer_in_formgrader(repo_course, tmp_path, browser, start_lab):
@@ -476,6 +511,32 @@ def test_ta_grades_a_written_answer_in_formgrader(repo_course, tmp_path, browser
                  30, "the new total in formgrader")
     browser.shot("submissions-after")
     driver.switch_to.default_content()
+
+    # formgrader's Autograde button on the unchanged, hand-graded submission: the hand grade
+    # stays resolved (nbgrader alone would mark the written answer for review again).
+    driver.get(f"{lab.url}/formgrader/manage_submissions/{ASSIGNMENT}")
+    button = browser.wait(lambda d: d.find_elements(By.CSS_SELECTOR, "td.autograde a"), 60,
+                          "formgrader's Autograde button")
+    button[0].click()
+    modal = browser.wait(lambda d: [m for m in d.find_elements(By.CSS_SELECTOR, ".modal")
+                                    if m.is_displayed() and m.text.strip()], 400, "the autograde result")[0]
+    browser.shot("autograde-again-result")
+    assert f"Successfully autograded '{ASSIGNMENT}' for student '{student}'" in modal.text, modal.text
+    modal.find_element(By.CSS_SELECTOR, ".modal-footer button").click()
+    driver.get(f"{lab.url}/formgrader/manage_submissions/{ASSIGNMENT}")
+    browser.wait(lambda d: "graded" in d.find_element(By.CSS_SELECTOR, "tbody").text, 30, "the list")
+    row = driver.find_element(By.CSS_SELECTOR, "tbody").text
+    browser.shot("manage-submissions-after-autograde")
+    assert "needs manual grading" not in row and f"{autograded + score:g} / 33" in row, row
+    assert _manual_grade(course, student) == (score, remark)
+    assert not _needs_manual_grade(course, student)
+    driver.get(f"{lab.url}/formgrader/gradebook/{ASSIGNMENT}/{ASSIGNMENT}")
+    browser.wait(lambda d: d.find_elements(By.PARTIAL_LINK_TEXT, "Submission #1"), 30, "the submission")[0].click()
+    field = browser.wait(lambda d: d.find_elements(By.ID, "question_forget_bias"), 60, "the grading page")[0]
+    browser.wait(lambda d: field.get_attribute("value") == f"{score:g}", 30, "the hand grade in its field")
+    driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", field)
+    browser.shot("written-answer-after-autograde")
+    assert "needs_manual_grade" not in field.get_attribute("class"), field.get_attribute("class")
 
     _course_command(course, "grade", ASSIGNMENT, *unconfined, home=tmp_path / "ta")
     assert float(_lms_row(course, student)[ASSIGNMENT]) == autograded + score

@@ -131,6 +131,10 @@ def test_validate_checks_handed_in_models(tiny, tmp_path):
     proc = run("validate", str(path))
     assert proc.returncode == 1
     assert "MISSING tiny_model.keras is missing: save it next to the notebook" in proc.stdout
+    (tmp_path / "tiny_model.keras").write_bytes(b"")  # there, but not a model: not "missing"
+    proc = run("validate", str(path))
+    assert proc.returncode == 1
+    assert "INVALID tiny_model.keras is empty" in proc.stdout and "MISSING" not in proc.stdout
     x = keras.Input((3,))
     keras.Model(x, keras.layers.Dense(2, activation="softmax")(x)).save(tmp_path / "tiny_model.keras")
     assert check_handin(tmp_path, "tiny_model.keras") == \

@@ -137,6 +137,16 @@ def test_edition_holds_what_students_need_and_nothing_of_the_ta(course, edition)
         assert not any(f.startswith(f"src/dlcourse/{package}/") for f in files)
     assert not [f for f in files if "hidden_" in f or f.startswith(("solutions/", "tests/", "examples/"))]
     assert (edition / "Makefile").read_text().count("\nsetup:") == 1
+    # the edition's lab settings: no teaching tool, no news, the course's Validate note, terminals find `course`
+    for name in ("jupyter/labconfig/page_config.json", "jupyter/jupyter_server_config.py",
+                 "jupyter/labextensions/dlcourse-lab/package.json",
+                 "jupyter/labextensions/dlcourse-lab/static/remoteEntry.js"):
+        assert name in files
+    disabled = json.loads((edition / "jupyter/labconfig/page_config.json").read_text())["disabledExtensions"]
+    for plugin in ("formgrader", "create-assignment", "course-list", "menu"):
+        assert disabled[f"@jupyter/nbgrader:{plugin}"] is True
+    assert disabled["@jupyterlab/apputils-extension:announcements"] is True
+    assert 'JUPYTER_CONFIG_PATH="$(CURDIR)/jupyter' in (edition / "Makefile").read_text()
     assert "course = \"dlcourse.validate:main\"" in (edition / "pyproject.toml").read_text()
     assert (edition / "requirements.txt").read_bytes() == (REPO / "requirements.txt").read_bytes()
 

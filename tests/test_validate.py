@@ -13,7 +13,12 @@ import pytest
 from nbfactory import cell, make_course, notebook
 
 from dlcourse.runner.notebooks import read_notebook, replace_cell_sources
-from dlcourse.validate import Verdict, judge, name_cells_for_validate_button
+from dlcourse.validate import (
+    Verdict,
+    judge,
+    name_cells_for_validate_button,
+    report_cells_for_validate_button,
+)
 
 COURSE = Path(sys.executable).parent / "course"
 ANSWER = "YOUR ANSWER HERE"
@@ -141,12 +146,40 @@ def test_validate_button_names_cells_by_grade_id(released, tmp_path):
 
     nbformat.write(released, tmp_path / "tiny.ipynb")
     config = Config()
+    config.Validator.validate_all = True
     config.Execute.on_notebook_start = name_cells_for_validate_button
     config.Execute.on_cell_complete = name_cells_for_validate_button
+    config.Execute.on_notebook_complete = report_cells_for_validate_button
     result = Validator(config=config).validate(str(tmp_path / "tiny.ipynb"))
+    raised = ": not a test cell, but it raised (the grader runs it too)"
     assert [f["source"] for f in result["failed"]] == [
-        "test_double (cell 3)", "question_1 (cell 7)", "question_2 (cell 8)", "question_3 (cell 9)"]
+        "double" + raised, "test_double (cell 3)", "train" + raised,
+        "cell 6 (value = 1 / 0  # a slip outside the tests)" + raised,
+        "question_1 (cell 7)", "question_2 (cell 8)", "question_3 (cell 9)"]
+    assert "ZeroDivisionError" in result["failed"][3]["error"]
     assert "changed" not in result
+
+
+def test_validate_button_fails_cells_that_raise_not_cells_that_log(released, monkeypatch):
+    """Outside the tests, the dialog lists a cell that raised, never one that only wrote to stderr."""
+    from nbgrader.validator import Validator
+
+    monkeypatch.setenv("NBGRADER_EXECUTION", "validate")
+    noisy = {"output_type": "stream", "name": "stderr", "text": "WARNING: oneDNN custom operations are on\n"}
+    ran = _outputs(released, {0: [noisy], 2: [noisy], 5: [_error("ZeroDivisionError", "division by zero"), noisy]})
+    report_cells_for_validate_button(notebook=ran)
+    assert [o["name"] for o in ran.cells[0].outputs] == ["stdout"]
+    assert [o["name"] for o in ran.cells[2].outputs] == ["stdout"]
+    assert ran.cells[5].outputs[1]["name"] == "stderr"  # a cell that raised is left as it is
+    assert ran.cells[5].source.startswith("cell 6 (value = 1 / 0")
+    validator = Validator(validate_all=True)
+    failed = [c.source for c in validator._get_failed_cells(ran) if c.cell_type == "code"]
+    assert failed == [ran.cells[5].source]  # (and the unanswered written answers, markdown)
+
+    monkeypatch.setenv("NBGRADER_EXECUTION", "autograde")  # any other execution: untouched
+    again = _outputs(released, {0: [noisy]})
+    report_cells_for_validate_button(notebook=again)
+    assert again.cells[0].outputs[0]["name"] == "stderr"
 
 
 def test_the_course_config_wires_the_validate_button():
@@ -157,3 +190,5 @@ def test_the_course_config_wires_the_validate_button():
     app.load_config_file()
     assert app.config.Execute.on_notebook_start is name_cells_for_validate_button
     assert app.config.Execute.on_cell_complete is name_cells_for_validate_button
+    assert app.config.Execute.on_notebook_complete is report_cells_for_validate_button
+    assert app.config.Validator.validate_all is True

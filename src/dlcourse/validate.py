@@ -66,13 +66,13 @@ def grade_id(cell: NotebookNode) -> str | None:
 class Verdict:
     """One line of the report: a cell (or hand-in file) and what happened to it."""
 
-    status: str  # ok | hidden | FAIL | ERROR | CHANGED | hand-in | MISSING
+    status: str  # ok | hidden | FAIL | ERROR | CHANGED | hand-in | MISSING | INVALID
     name: str
     message: str = ""
 
     @property
     def problem(self) -> bool:
-        return self.status in {"FAIL", "ERROR", "CHANGED", "MISSING"}
+        return self.status in {"FAIL", "ERROR", "CHANGED", "MISSING", "INVALID"}
 
     def line(self) -> str:
         return f"  {self.status:<7} {self.name}" + (f": {self.message}" if self.message else "")
@@ -289,8 +289,9 @@ def validate(path: str | Path, timeout: int = CELL_TIMEOUT) -> ValidationReport:
         for name in handin_names(released):
             try:
                 report.verdicts.append(Verdict("hand-in", check_handin(work, name)))
-            except CourseError as exc:
-                report.verdicts.append(Verdict("MISSING", str(exc)))
+            except CourseError as exc:  # not there, or there but not what the grader can use
+                status = "INVALID" if (work / name).is_file() else "MISSING"
+                report.verdicts.append(Verdict(status, str(exc)))
     return report
 
 
@@ -306,7 +307,8 @@ def run(notebook: str | Path, out: Callable[[str], None] = print) -> int:
     hidden = len(report.named("hidden"))
     note = f" {hidden} test cell(s) are hidden: they run when graded." if hidden else ""
     if report.ok:
-        out(f"{path.name}: all visible tests pass.{note} Passing them does not guarantee the hidden ones.")
+        caveat = " Passing the visible tests does not mean the hidden tests pass." if hidden else ""
+        out(f"{path.name}: all visible tests pass.{note}{caveat}")
         return 0
     out(f"{path.name}: not ready to submit (see the lines above).{note}")
     return 1
@@ -342,6 +344,35 @@ def name_cells_for_validate_button(notebook: NotebookNode | None = None, cell: N
                 _name_for_dialog(each, index)
     if cell is not None and cell_index is not None and cell.cell_type == "code":
         _name_for_dialog(cell, cell_index)
+
+
+def _outside_the_tests(cell: NotebookNode) -> bool:
+    meta = nbgrader_meta(cell)
+    return cell.cell_type == "code" and not meta.get("grade") and not meta.get("locked")
+
+
+def report_cells_for_validate_button(notebook: NotebookNode | None = None, **_: object) -> None:
+    """nbclient hook (``on_notebook_complete``): the Validate dialog judges cells as the grader does.
+
+    With ``Validator.validate_all`` nbgrader's dialog also lists code cells outside
+    the tests that raised (the grader runs them too, and what depends on them
+    fails), but it would also list every cell that merely wrote to stderr
+    (TensorFlow's log lines, warnings). The grader's policy is that only raising
+    fails a cell: here stderr of a cell that did not raise becomes ordinary
+    output, and a raising cell outside the tests is named by grade_id (or number
+    and first line) and marked as such. Only while nbgrader validates.
+    """
+    if os.environ.get(GRADING_VARIABLE) != "validate" or notebook is None:
+        return
+    for index, cell in enumerate(notebook.cells):
+        if cell.cell_type != "code":
+            continue
+        if raised(cell) is None:
+            for out in cell.get("outputs", []):
+                if out.get("output_type") == "stream" and out.get("name") == "stderr":
+                    out["name"] = "stdout"
+        elif _outside_the_tests(cell):
+            cell.source = f"{cell_name(cell, index)}: not a test cell, but it raised (the grader runs it too)"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -114,18 +114,18 @@ class _ProgressBar:
 
 def cmd_grade(args: argparse.Namespace) -> int:
     from dlcourse.runner.course import Course
-    from dlcourse.runner.grade import grade
+    from dlcourse.runner.grade import GradeOptions, grade_with
 
     course = Course.find()
     course.require_assignment(args.assignment)
     source = Path(args.source) if args.source else None
+    options = GradeOptions(timeout=args.timeout, workers=args.workers, memory_gb=args.memory, force=args.force,
+                           db=args.db, unconfined=args.unconfined,
+                           canvas_gradebook=Path(args.canvas_gradebook) if args.canvas_gradebook else None,
+                           canvas_column=args.canvas_column, cluster=args.cluster, device=args.device)
     bar = _ProgressBar(_console())
     try:
-        result = grade(course, args.assignment, source, timeout=args.timeout, progress=bar.update,
-                       started=bar.started, workers=args.workers, memory_gb=args.memory, force=args.force,
-                       db=args.db, unconfined=args.unconfined,
-                       canvas_gradebook=Path(args.canvas_gradebook) if args.canvas_gradebook else None,
-                       canvas_column=args.canvas_column, cluster=args.cluster, device=args.device)
+        result = grade_with(course, args.assignment, options, source, progress=bar.update, started=bar.started)
     finally:
         bar.stop()
     if result.warning:

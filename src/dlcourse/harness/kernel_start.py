@@ -32,7 +32,8 @@ def main(argv: list[str]) -> int:
     for path in sorted(stage.iterdir()) if stage.is_dir() else []:
         if path.is_file() and not path.is_symlink():
             shutil.copyfile(path, work / path.name)
-    os.makedirs(os.environ.get("HOME", "/tmp/home"), exist_ok=True)
+    if os.environ.get("HOME"):  # the sandbox's home (dlcourse.runner.sandbox.HOME), in its tmpfs
+        os.makedirs(os.environ["HOME"], exist_ok=True)
     resource.setrlimit(resource.RLIMIT_NPROC, (MAX_PROCESSES, MAX_PROCESSES))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     os.chdir(work)

@@ -50,10 +50,10 @@ KEYCTL_JOIN_SESSION_KEYRING = 1
 SYS_KEYCTL = 250  # x86-64 and arm64 differ: see _keyctl_number
 _LINUX_CAPABILITY_VERSION_3 = 0x20080522
 
-#: Where the job works: all inside the one tmpfs mounted on /tmp.
+#: Where the job works: all inside the one tmpfs mounted on /tmp. Its home is the HOME the
+#: sandbox set (dlcourse.runner.sandbox.HOME_ENV, inside /tmp), made afresh in that tmpfs.
 TMP = "/tmp"
 JOB = "/tmp/job"
-HOME = "/tmp/home"
 SHM = "/tmp/.shm"
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -110,8 +110,9 @@ def isolate(tmp_bytes: int) -> None:
     _map_ids(uid, gid)
     _mount(None, "/", None, MS_REC | MS_PRIVATE)
     _mount("tmpfs", TMP, "tmpfs", MS_NOSUID | MS_NODEV, f"size={int(tmp_bytes)},mode=0700")
-    for folder in (SHM, JOB, HOME):
-        os.mkdir(folder, 0o700)
+    home = os.environ.get("HOME", "")
+    for folder in (SHM, JOB, *([home] if home.startswith(TMP + "/") else [])):
+        os.makedirs(folder, 0o700, exist_ok=True)
     _mount(SHM, "/dev/shm", None, MS_BIND)
 
 

@@ -1,7 +1,8 @@
 """The warm repeat server: loaded once, it forks one isolated child per job.
 
 Run confined by the trusted side (``python -m dlcourse.harness.zygote framework|numpy``, inside
-bubblewrap, see :mod:`dlcourse.runner.repeat`). It imports what jobs need (TensorFlow and the
+bubblewrap, see :mod:`dlcourse.runner.repeat_servers`), with the environment and home the
+sandbox gives it (:mod:`dlcourse.runner.sandbox`). It imports what jobs need (TensorFlow and the
 grading specs for ``framework``; NumPy and SciPy only, frameworks stubbed, for ``numpy``),
 then answers requests from its standard input, one frame each
 (:mod:`dlcourse.harness.frames`): the header names the job and its limits, the payload is

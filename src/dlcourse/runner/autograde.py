@@ -161,10 +161,7 @@ def _autograde(private: Path, assignment: str, student: str, limits: Limits, dev
 
 def warm_env(limits: Limits, device: str) -> dict[str, str]:
     """What the warm worker of a batch runs with (and so the student's kernel and the repeat)."""
-    # Unconfined (--unconfined) means unconfined: the kernel manager and the repeat would
-    # otherwise confine on their own (dlcourse.runner.kernel_sandbox, dlcourse.runner.repeat).
-    unconfined = {} if limits.isolation.kind == "bubblewrap" else {"DLCOURSE_UNCONFINED": "1"}
-    return {**QUIET_ENV, **sandbox.device_env(device), **unconfined}
+    return {**QUIET_ENV, **sandbox.device_env(device), **sandbox.confinement_env(limits.isolation)}
 
 
 def prestart(limits: Limits, count: int) -> None:

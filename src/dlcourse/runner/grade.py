@@ -1,38 +1,38 @@
 """`course grade`: import, autograde every submission (confined, in parallel), verify,
 merge into the gradebook keeping hand grading, write feedback, CSVs (and a filled
 Canvas export) and a table.
+
+A run's options are one :class:`GradeOptions`; its jobs run on the backend they name
+(:mod:`dlcourse.runner.backends`); what each student's last grading found is a record
+(:mod:`dlcourse.runner.records`), and feedback is written by :mod:`dlcourse.runner.feedback`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import shutil
 import tempfile
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import CancelledError, Future, as_completed
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
 import nbformat
 
 from dlcourse.errors import CourseError
-from dlcourse.runner import autograde, canvas, gradebook, jobs, nbgrader_api, sandbox, warm
+from dlcourse.runner import autograde, canvas, gradebook, jobs, nbgrader_api, records, sandbox, warm
 from dlcourse.runner.autograde import Limits, Outcome
+from dlcourse.runner.backends import Backend, DaskCluster, LocalThreads
 from dlcourse.runner.canvas import CanvasReport
 from dlcourse.runner.course import Course
+from dlcourse.runner.feedback import FeedbackWriter, refresh_feedback
 from dlcourse.runner.nbgrader_plugins import hidden_files
 from dlcourse.runner.notebooks import read_notebook
-from dlcourse.runner.reports import (
-    StudentScore,
-    collect_scores,
-    mark_pending,
-    write_csvs,
-    write_lms_csv,
-)
+from dlcourse.runner.records import Inputs, Record
+from dlcourse.runner.reports import StudentScore, collect_scores, write_csvs, write_lms_csv
 from dlcourse.runner.submissions import (
     TIMESTAMP,
     ImportReport,
@@ -45,6 +45,37 @@ DEFAULT_TIMEOUT = 1800.0
 DEFAULT_MEMORY_GB = 4.0
 #: How long the feedback writer may take for one submission's feedback.
 FEEDBACK_SECONDS = 300.0
+
+
+@dataclass(frozen=True)
+class GradeOptions:
+    """How one `course grade` run grades: the command's options, checked once."""
+
+    timeout: float = DEFAULT_TIMEOUT  # seconds of one whole submission
+    workers: int = 1  # grading threads here (ignored with ``cluster``)
+    memory_gb: float | None = DEFAULT_MEMORY_GB  # of one submission's student code; None: no limit
+    force: bool = False  # regrade what is unchanged too
+    db: str | None = None  # the gradebook's URL; None: the course's
+    unconfined: bool = False  # run student code without bubblewrap (asked for explicitly)
+    canvas_gradebook: Path | None = None  # a Canvas gradebook export to fill
+    canvas_column: str | None = None  # its column for this assignment; None: found by name
+    cluster: str | None = None  # a Dask scheduler's address: the jobs run on its workers
+    device: str = "auto"  # cpu, gpu or auto: resolved where a submission is graded
+
+    def check(self) -> None:
+        """A one-line CourseError for options that cannot work together."""
+        if self.timeout <= 0:
+            raise CourseError(f"--timeout must be positive, got {self.timeout:g}")
+        if self.workers < 1:
+            raise CourseError(f"--workers must be at least 1, got {self.workers}")
+        if self.memory_gb is not None and self.memory_gb <= 0:
+            raise CourseError(f"--memory must be positive, got {self.memory_gb:g}")
+        if self.canvas_column is not None and self.canvas_gradebook is None:
+            raise CourseError("--canvas-column needs --canvas-gradebook EXPORT.csv")
+
+    def backend(self) -> Backend:
+        """Where the jobs run: a Dask cluster when one is named, else threads here."""
+        return DaskCluster(self.cluster) if self.cluster is not None else LocalThreads(self.workers)
 
 
 @dataclass
@@ -129,34 +160,6 @@ def assignment_digest(course: Course, assignment: str, template_url: str) -> str
     return digest.hexdigest()
 
 
-def _record_path(course: Course, assignment: str, student: str) -> Path:
-    return course.grades / "records" / assignment / f"{student}.json"
-
-
-def _read_record(course: Course, assignment: str, student: str) -> dict | None:
-    try:
-        return json.loads(_record_path(course, assignment, student).read_text())
-    except (OSError, ValueError):
-        return None
-
-
-def _write_record(course: Course, assignment: str, outcome: Outcome, inputs: dict[str, str]) -> None:
-    path = _record_path(course, assignment, outcome.student)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    record = {"student": outcome.student, "ok": outcome.ok, "reason": outcome.reason,
-              "seconds": round(outcome.seconds, 2), "peak_memory": outcome.peak_memory,
-              "findings": outcome.findings, "verdicts": [asdict(v) for v in outcome.verdicts],
-              "device": outcome.device, "fault": outcome.fault, **inputs}
-    path.write_text(json.dumps(record, indent=1))
-
-
-def _update_record(course: Course, assignment: str, student: str, **values: str) -> None:
-    record = _read_record(course, assignment, student)
-    if record is not None:
-        record.update(values)
-        _record_path(course, assignment, student).write_text(json.dumps(record, indent=1))
-
-
 def _merge(course: Course, assignment: str, outcome: Outcome, main_url: str, resubmitted: bool) -> Graded:
     """Bring a finished submission into the course, keeping hand grading."""
     student = outcome.student
@@ -205,22 +208,13 @@ def register(course: Course, assignment: str, url: str) -> None:
         nbgrader_api.generate_assignment(course, assignment, release_dir=Path(tmp), db_url=url)
 
 
-def _check_options(timeout: float, workers: int, memory_gb: float | None) -> None:
-    if timeout <= 0:
-        raise CourseError(f"--timeout must be positive, got {timeout:g}")
-    if workers < 1:
-        raise CourseError(f"--workers must be at least 1, got {workers}")
-    if memory_gb is not None and memory_gb <= 0:
-        raise CourseError(f"--memory must be positive, got {memory_gb:g}")
-
-
 @dataclass
 class _Plan:
     """Which submissions this run grades, and the inputs each record is compared against."""
 
     todo: list[str]
     skipped: list[str]
-    inputs: dict[str, dict[str, str]]  # student -> {"submission", "timestamp", "assignment"} digests
+    inputs: dict[str, Inputs]
     resubmitted: set[str]
 
 
@@ -231,25 +225,21 @@ def _plan(course: Course, assignment: str, students: list[str], template_url: st
     recorded = _submissions_in(main_url, assignment)
     plan = _Plan([], [], {}, set())
     for student in students:
-        inputs = {"submission": submission_digest(course, assignment, student),
-                  "timestamp": _submitted_time(course, assignment, student), "assignment": graded_with}
+        inputs = Inputs(submission_digest(course, assignment, student),
+                        _submitted_time(course, assignment, student), graded_with)
         plan.inputs[student] = inputs
-        record = _read_record(course, assignment, student) or {}
-        if record.get("submission", inputs["submission"]) != inputs["submission"]:  # unknown: not new
+        record = records.read(course, assignment, student)
+        if record is not None and record.resubmitted(inputs):
             plan.resubmitted.add(student)
-        # A submission whose grading failed for a reason not its own (a dead worker, a machine that
-        # could not confine it, a classmate's sabotage) is graded again, whatever else changed.
-        blameless = record.get("ok") is False and record.get("fault") != autograde.FAULT_SUBMISSION
-        current = all(record.get(k) == v for k, v in inputs.items()) and student in recorded and not blameless
+        current = record is not None and record.current(inputs) and student in recorded
         (plan.skipped if current and not force else plan.todo).append(student)
     return plan
 
 
 def _grade_all(course: Course, assignment: str, plan: _Plan, template: Path, workdir: Path, limits: Limits,
-               main_url: str, workers: int, progress: Callable[[int, int, Graded], None] | None,
-               cluster: str | None = None) -> list[Graded]:
-    """Autograde the planned submissions in parallel (here, or on a Dask cluster); the parent
-    merges each result as it comes.
+               main_url: str, backend: Backend, progress: Callable[[int, int, Graded], None] | None) -> list[Graded]:
+    """Autograde the planned submissions in parallel on ``backend``; the parent merges each
+    result as it comes.
 
     On a cluster, a worker that dies takes the jobs queued on it down with it, and the scheduler
     gives up on a job after a few such deaths. Those jobs are run again, one at a time, so that
@@ -261,30 +251,31 @@ def _grade_all(course: Course, assignment: str, plan: _Plan, template: Path, wor
         if error is None:
             outcome = jobs.unpack_result(result, workdir / student)
         else:  # a grader fault or a lost worker must not stop the batch
-            outcome = Outcome(student, False, jobs.failure_reason(error), fault=jobs.failure_fault(error))
+            reason, fault = backend.failure(error)
+            outcome = Outcome(student, False, reason, fault=fault)
         done.append(_record(course, assignment, plan, outcome, main_url))
         if progress:
             progress(len(done), len(plan.todo), done[-1])
 
-    with jobs.job_executor(workers, cluster) as (pool, share):
+    with backend.connect() as session:
         packed = jobs.make_bundle(course, assignment, template)
-        bundle = share(packed)
+        bundle = session.share(packed)
 
-        def submit(student: str, bundle=bundle):
-            return pool.submit(jobs.run_job, bundle, jobs.pack_submission(course, assignment, student),
-                               assignment, student, limits)
+        def submit(student: str, bundle=bundle) -> Future:
+            return session.submit(bundle, jobs.pack_submission(course, assignment, student), assignment, student,
+                                  limits)
 
         futures = {submit(s): s for s in plan.todo}
         again = []
         for future in as_completed(futures):
             error = _error_of(future)
-            if jobs.worker_lost(error):
+            if backend.worker_lost(error):
                 again.append(futures[future])
             else:
                 finish(futures[future], None if error else future.result(), error)
         # Alone now: a neighbour's crash cannot take this job down. The bundle is shared afresh:
         # a dead worker may have taken its copy (and Dask's verdict on it) along.
-        fresh = share(packed) if again else None
+        fresh = session.share(packed) if again else None
         for student in again:
             future = submit(student, fresh)
             error = _error_of(future)
@@ -293,16 +284,15 @@ def _grade_all(course: Course, assignment: str, plan: _Plan, template: Path, wor
 
 
 def _grade_with_feedback(course: Course, assignment: str, plan: _Plan, template: Path, workdir: Path,
-                         limits: Limits, main_url: str, workers: int,
-                         progress: Callable[[int, int, Graded], None] | None,
-                         cluster: str | None) -> tuple[list[Graded], list[str], str]:
+                         limits: Limits, main_url: str, backend: Backend,
+                         progress: Callable[[int, int, Graded], None] | None) -> tuple[list[Graded], list[str], str]:
     """:func:`_grade_all`, with each graded submission's feedback written by a second process
     while the others are still being graded. Returns the graded, whose feedback was written,
     and the first feedback problem."""
     if not plan.todo:
-        warm.close_all()  # prestarted for nothing
+        backend.release()  # prestarted for nothing
         return [], [], ""
-    writer = warm.FeedbackWriter(course.root, assignment, main_url, workdir / "feedback-writer.log")
+    writer = FeedbackWriter(course.root, assignment, main_url, workdir / "feedback-writer.log")
 
     def graded_one(done: int, total: int, graded: Graded) -> None:
         if graded.outcome.ok:
@@ -312,8 +302,7 @@ def _grade_with_feedback(course: Course, assignment: str, plan: _Plan, template:
 
     written, problem = [], ""
     try:
-        graded = _grade_all(course, assignment, plan, template, workdir, limits, main_url, workers, graded_one,
-                            cluster)
+        graded = _grade_all(course, assignment, plan, template, workdir, limits, main_url, backend, graded_one)
         with contextlib.suppress(warm.WarmProcessDied):  # the final refresh writes what is missing
             for students, trouble in writer.results(FEEDBACK_SECONDS):
                 written += students
@@ -341,42 +330,10 @@ def _record(course: Course, assignment: str, plan: _Plan, outcome: Outcome, main
         outcome.fault = autograde.FAULT_GRADER
         _record_failure(course, assignment, student, outcome.reason, main_url)
         graded = Graded(outcome)
-    _write_record(course, assignment, outcome, plan.inputs[student])
+    records.write(course, assignment, Record(outcome, plan.inputs[student]))
     if outcome.workdir:
         shutil.rmtree(outcome.workdir, ignore_errors=True)
     return graded
-
-
-def refresh_feedback(course: Course, assignment: str, students: list[str], main_url: str) -> tuple[list[str], str]:
-    """Write the feedback of every graded student whose scores or comments changed since it was
-    written (a regrade, or a TA's hand grading in formgrader). Returns the students and the
-    first problem, if any."""
-    feedback_api = nbgrader_api.api(course, CourseDirectory={"db_url": main_url})
-    written, problem = [], ""
-    for student in students:
-        record = _read_record(course, assignment, student)
-        if not record or not record.get("ok"):
-            continue
-        state = gradebook.grading_state(main_url, assignment, student)
-        html = course.feedback / student / assignment
-        if record.get("feedback") == state and html.is_dir() and any(html.glob("*.html")):
-            continue
-        result = feedback_api.generate_feedback(assignment, student, force=True)
-        if not result["success"]:
-            problem = problem or f"feedback for {student} failed: {nbgrader_api.failure_reason(result)}"
-            continue
-        _mark_provisional(course, assignment, student, main_url)
-        _update_record(course, assignment, student, feedback=state)
-        written.append(student)
-    return written, problem
-
-
-def _mark_provisional(course: Course, assignment: str, student: str, main_url: str) -> None:
-    """Written answers waiting for a TA read "not graded yet" in the feedback, the total provisional."""
-    for notebook, pending in gradebook.pending_cells(main_url, assignment, student).items():
-        path = course.feedback / student / assignment / f"{notebook}.html"
-        if pending and path.is_file():
-            path.write_text(mark_pending(path.read_text(), notebook, pending))
 
 
 def _changes(before: dict[str, gradebook.Total], after: dict[str, gradebook.Total],
@@ -412,20 +369,34 @@ def grade(
     cluster: str | None = None,
     device: str = "auto",
 ) -> GradeResult:
+    """:func:`grade_with` with the options given one by one (see :class:`GradeOptions`)."""
+    options = GradeOptions(timeout=timeout, workers=workers, memory_gb=memory_gb, force=force, db=db,
+                           unconfined=unconfined, canvas_gradebook=canvas_gradebook, canvas_column=canvas_column,
+                           cluster=cluster, device=device)
+    return grade_with(course, assignment, options, source, progress, started)
+
+
+def grade_with(
+    course: Course,
+    assignment: str,
+    options: GradeOptions,
+    source: Path | None = None,
+    progress: Callable[[int, int, Graded], None] | None = None,
+    started: Callable[[list[str]], None] | None = None,
+) -> GradeResult:
     """Grade every submission of ``assignment`` in the course's submitted/ folder.
 
-    Student code runs confined (bubblewrap) unless ``unconfined`` is given;
-    hand grading in the gradebook survives every regrade. With ``cluster`` (a
-    Dask scheduler's address) the submissions are graded on its workers.
-    ``device`` (cpu, gpu, auto) is resolved where a submission is graded.
+    Student code runs confined (bubblewrap) unless ``options.unconfined``; hand grading in the
+    gradebook survives every regrade. The jobs run on ``options.backend()``: threads here, or
+    the workers of a Dask scheduler. ``progress`` hears of each submission as it is merged,
+    ``started`` of the students this run grades.
     """
     course.require_assignment(assignment)
-    _check_options(timeout, workers, memory_gb)
-    if canvas_column is not None and canvas_gradebook is None:
-        raise CourseError("--canvas-column needs --canvas-gradebook EXPORT.csv")
-    limits = _limits(timeout, memory_gb, unconfined, device, cluster)
-    export = canvas.read_export(canvas_gradebook) if canvas_gradebook is not None else None
-    column = canvas.find_column(export, assignment, canvas_column) if export is not None else None
+    options.check()
+    backend = options.backend()
+    limits = _limits(options, backend)
+    export = canvas.read_export(options.canvas_gradebook) if options.canvas_gradebook is not None else None
+    column = canvas.find_column(export, assignment, options.canvas_column) if export is not None else None
     imported = import_submissions(course, assignment, source) if source is not None else None
     found = course.student_ids(assignment)
     # A folder in submitted/ that is no usable student id is left out, and said, never graded.
@@ -435,21 +406,20 @@ def grade(
         raise CourseError(
             f"no submissions of {assignment} in {course.submitted} (import some with --from PATH)"
         )
-    main_url = db or db_url(course)
+    main_url = options.db or db_url(course)
     _check_db(main_url)
-    if cluster is None:  # the warm processes load while the batch is planned
-        autograde.prestart(limits, min(workers, len(students)))
+    backend.prestart(limits, len(students))  # what the jobs need loads while the batch is planned
     with tempfile.TemporaryDirectory(prefix="dlcourse-grade-") as tmp:
         template = Path(tmp) / "template.db"
         register(course, assignment, f"sqlite:///{template}")
-        plan = _plan(course, assignment, students, f"sqlite:///{template}", main_url, force)
+        plan = _plan(course, assignment, students, f"sqlite:///{template}", main_url, options.force)
         if started:
             started(plan.todo)
         register(course, assignment, main_url)
         _names(course, assignment, imported, export, main_url)
         before = gradebook.totals(main_url, assignment)
         graded, early, early_problem = _grade_with_feedback(course, assignment, plan, template, Path(tmp),
-                                                            limits, main_url, workers, progress, cluster)
+                                                            limits, main_url, backend, progress)
     after = gradebook.totals(main_url, assignment)
     # Feedback whose scores changed since (or that was not written alongside): hand grading in
     # formgrader, submissions not graded in this run.
@@ -465,26 +435,25 @@ def grade(
                        {g.outcome.student: g.review for g in graded if g.review}, devices, unusable)
 
 
-def _limits(timeout: float, memory_gb: float | None, unconfined: bool, device: str,
-            cluster: str | None) -> Limits:
-    """What each submission is graded under; the device is resolved here unless a cluster's
-    workers resolve it (each on its own machine)."""
-    isolation = sandbox.required(unconfined)
+def _limits(options: GradeOptions, backend: Backend) -> Limits:
+    """What each submission is graded under; the device is resolved here when the jobs run here,
+    else by each worker on its own machine."""
+    isolation = sandbox.required(options.unconfined)
     try:
-        resolved = sandbox.resolve_device(device)
+        resolved = sandbox.resolve_device(options.device)
     except ValueError as exc:
-        if cluster is None or device not in sandbox.DEVICES:
+        if backend.local or options.device not in sandbox.DEVICES:
             raise CourseError(str(exc)) from None
-        resolved = device
-    return Limits(timeout, int(memory_gb * 2**30) if memory_gb else None, isolation,
-                  device if cluster else resolved)
+        resolved = options.device
+    memory = int(options.memory_gb * 2**30) if options.memory_gb else None
+    return Limits(options.timeout, memory, isolation, resolved if backend.local else options.device)
 
 
 def _report_rows(course: Course, assignment: str, students: list[str],
                  main_url: str) -> tuple[list[str], list[StudentScore], dict[str, int]]:
     """The report step: every student's row from the gradebook and the records, and how many
     submissions' code ran on each device."""
-    outcomes = {s: Outcome.from_json(_read_record(course, assignment, s)) for s in students}
+    outcomes = {s: _last_outcome(course, assignment, s) for s in students}
     questions, rows = collect_scores(main_url, assignment, [outcomes[s] for s in students])
     for row in rows:
         row.findings = outcomes[row.student].findings
@@ -492,6 +461,11 @@ def _report_rows(course: Course, assignment: str, students: list[str],
         row.hidden_messages = {v.test_id: v.message for v in outcomes[row.student].verdicts if not v.passed}
     devices = Counter(o.device for o in outcomes.values() if o.device)
     return questions, rows, dict(sorted(devices.items()))
+
+
+def _last_outcome(course: Course, assignment: str, student: str) -> Outcome:
+    record = records.read(course, assignment, student)
+    return record.outcome if record is not None else Outcome(student, False, "no record of its grading")
 
 
 def _check_db(url: str) -> None:

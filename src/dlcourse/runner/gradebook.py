@@ -9,20 +9,28 @@ PostgreSQL (``--db``) -- one submission at a time.
 
 from __future__ import annotations
 
+import copy
+import hashlib
 import logging
+import warnings
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 from nbgrader.api import Grade, Gradebook, MissingEntry, SubmittedAssignment
+from nbgrader.utils import determine_grade
+from sqlalchemy.exc import SAWarning
+
+from dlcourse.runner.notebooks import grade_id, read_notebook
+from dlcourse.runner.untrusted import for_name
+
+#: What a cell whose score is not final says instead of a score (:func:`pending_cells`).
+NOT_GRADED = "not graded yet"  # no score from anyone yet
+UNDER_REVIEW = "under review"  # a hand grade whose automatic outcome changed
 
 
 def _quiet() -> None:
     """nbgrader's add_submission trips SQLAlchemy's autoflush warnings; they are harmless here."""
-    import warnings
-
-    from sqlalchemy.exc import SAWarning
-
     logging.getLogger("alembic").setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", category=SAWarning)
 
@@ -40,12 +48,6 @@ def trusted_grades(main_url: str, assignment: str, notebook: Path) -> dict[str, 
     "to be graded by hand"; a grade cell missing from the notebook scores 0, and
     one that appears twice scores the lower of the two.
     """
-    import copy
-
-    from nbgrader.utils import determine_grade
-
-    from dlcourse.runner.notebooks import grade_id, read_notebook
-
     nb = read_notebook(notebook)
     with Gradebook(main_url) as gb:
         row = gb.find_notebook(notebook.stem, assignment)
@@ -173,10 +175,8 @@ def totals(url: str, assignment: str) -> dict[str, Total]:
 
 
 def pending_cells(url: str, assignment: str, student: str) -> dict[str, dict[str, str]]:
-    """Per notebook, the cells whose score is not final: ``"not graded yet"`` (no score from
-    anyone) or ``"under review"`` (a hand grade whose automatic outcome changed)."""
-    from dlcourse.runner.reports import NOT_GRADED, UNDER_REVIEW
-
+    """Per notebook, the cells whose score is not final: :data:`NOT_GRADED` (no score from
+    anyone) or :data:`UNDER_REVIEW` (a hand grade whose automatic outcome changed)."""
     with Gradebook(url) as gb:
         submission = gb.find_submission(assignment, student)
         return {nb.name: {g.name: NOT_GRADED if g.manual_score is None else UNDER_REVIEW
@@ -186,8 +186,6 @@ def pending_cells(url: str, assignment: str, student: str) -> dict[str, dict[str
 
 def grading_state(url: str, assignment: str, student: str) -> str:
     """A fingerprint of every score and comment of one submission: feedback is stale when it moves."""
-    import hashlib
-
     with Gradebook(url) as gb:
         try:
             submission = gb.find_submission(assignment, student)
@@ -205,8 +203,6 @@ def grading_inputs(url: str, assignment: str) -> str:
     grade cells and their points, and the source of every cell nbgrader restores or checks
     (test cells with their hidden tests, locked cells, released answer cells). Prose elsewhere
     in the source notebook is not part of it."""
-    import hashlib
-
     with Gradebook(url) as gb:
         parts = []
         for nb in gb.find_assignment(assignment).notebooks:
@@ -223,8 +219,6 @@ def set_names(url: str, names: dict[str, tuple[str, str]], replace: bool) -> Non
     ``replace`` False only fills students who have no name yet (a file name from an
     LMS zip must not overwrite the roster's name). Names come from files students can
     influence and formgrader shows them unescaped: they are made plain first."""
-    from dlcourse.runner.untrusted import for_name
-
     _quiet()
     with Gradebook(url) as gb:
         for student, (first, last) in names.items():

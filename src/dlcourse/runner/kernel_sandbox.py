@@ -177,13 +177,11 @@ class ConfinedKernelManager(AsyncKernelManager):
     async def _async_launch_kernel(self, kernel_cmd: list[str], **kw: Any) -> None:
         if self.confined:
             env = kw.get("env") or os.environ
-            kw["env"] = sandbox.environment({k: v for k, v in env.items() if k in sandbox.KEPT_ENV})
+            kw["env"] = sandbox.environment(sandbox.kept(env))
             log = open(self._private / "kernel.log", "ab")  # noqa: SIM115 - the kernel's, closed below
             kw.update(stdin=_devnull(), stdout=log, stderr=log)
-            connection = Path(self.connection_file)
             with contextlib.suppress(OSError):
-                if os.geteuid() == 0:
-                    os.chown(connection, sandbox.SANDBOX_UID, sandbox.SANDBOX_UID)
+                sandbox.give_to_sandbox(Path(self.connection_file))
             await super()._async_launch_kernel(kernel_cmd, **kw)
             log.close()
             self._watch()

@@ -11,9 +11,13 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+import psutil
 from nbconvert.preprocessors import Preprocessor
 from nbformat import NotebookNode
+from nbgrader.preprocessors import SaveAutoGrades
 from traitlets import Bool
+
+from dlcourse.runner.repeat_servers import pool
 
 #: Files beside a source notebook that students never see.
 HIDDEN_PATTERNS: tuple[str, ...] = ("hidden_*",)
@@ -78,6 +82,24 @@ def read_regular_file(path: Path, max_bytes: int) -> bytes:
 MAX_HANDIN_BYTES = 512 << 20
 
 
+#: (db_url, assignment, student) -> the submission's time in the gradebook before nbgrader's
+#: autograde updated it: how :class:`KeepHandGrades` tells a resubmission from a regrade.
+_TIMES_BEFORE: dict[tuple[str, str, str], object] = {}
+
+
+def _submission_time(db_url: str, assignment: str, student: str) -> object:
+    """The submission's time as the gradebook holds it (None: no submission yet)."""
+    from nbgrader.api import Gradebook, MissingEntry
+
+    if db_url.startswith("sqlite:///") and not Path(db_url[len("sqlite:///"):]).is_file():
+        return None  # never create a database just to look
+    with Gradebook(db_url) as gb:
+        try:
+            return gb.find_submission(assignment, student).timestamp
+        except MissingEntry:
+            return None
+
+
 class AutogradeFileCopier:
     """Autograde pre-convert hook: put the student's own hand-in models beside the notebook.
 
@@ -88,12 +110,14 @@ class AutogradeFileCopier:
     decided outside it (:mod:`dlcourse.runner.trusted`). nbgrader calls the hook once per
     submission with its notebook paths, ``<root>/<submitted>/<student>/<assignment>/<nb>.ipynb``;
     the student and assignment are read off those paths (for a whole class nbgrader passes
-    ``student="*"``).
+    ``student="*"``). With ``db_url`` it also notes the submission's time before nbgrader
+    updates it, for :class:`KeepHandGrades`.
     """
 
-    def __init__(self, source_directory: str, autograded_directory: str) -> None:
+    def __init__(self, source_directory: str, autograded_directory: str, db_url: str | None = None) -> None:
         self.source_directory = source_directory
         self.autograded_directory = autograded_directory
+        self.db_url = db_url
 
     def __call__(self, assignment: str, student: str, notebooks: Iterable[str], **_: Any) -> None:
         notebooks = list(notebooks)
@@ -102,6 +126,11 @@ class AutogradeFileCopier:
         submitted = Path(notebooks[0]).parent
         root = submitted.parents[2]
         assignment, student = submitted.name, submitted.parent.name
+        if self.db_url:
+            key = (self.db_url, assignment, student)
+            _TIMES_BEFORE.pop(key, None)
+            with contextlib.suppress(Exception):  # no gradebook to read: nothing to compare with
+                _TIMES_BEFORE[key] = _submission_time(self.db_url, assignment, student)
         dest = root / self.autograded_directory / student / assignment
         for path in handin_files(submitted):
             with contextlib.suppress(OSError, ValueError):  # not a regular file: not handed in
@@ -111,6 +140,44 @@ class AutogradeFileCopier:
                 if target.is_symlink() or target.exists():
                     target.unlink()
                 target.write_bytes(data)
+
+
+class KeepHandGrades(SaveAutoGrades):
+    """nbgrader's SaveAutoGrades with the course's rule for hand grading (as `course grade`).
+
+    nbgrader marks every hand-graded cell for review again on each autograde, so
+    formgrader's Autograde button (or a plain ``nbgrader autograde``) on an unchanged,
+    finished submission shows its written answers as unresolved, while `course grade`
+    counts them as graded. Here a hand grade stays resolved unless the cell's
+    automatic outcome changed or the student handed in again (the submission time
+    moved); a cell no one has graded waits for a TA as before.
+    """
+
+    def preprocess(self, nb: NotebookNode, resources: dict) -> tuple[NotebookNode, dict]:
+        info = resources["nbgrader"]
+        key = (info["db_url"], info["assignment"], info["student"])
+        self._resubmitted = False
+        if key in _TIMES_BEFORE:
+            with contextlib.suppress(Exception):
+                now = _submission_time(info["db_url"], info["assignment"], info["student"])
+                self._resubmitted = _TIMES_BEFORE[key] != now
+        return super().preprocess(nb, resources)
+
+    def _add_score(self, cell: NotebookNode, resources: dict) -> None:
+        from nbgrader import utils
+
+        grade = self.gradebook.find_grade(cell.metadata["nbgrader"]["grade_id"], self.notebook_id,
+                                          self.assignment_id, self.student_id)
+        auto_score, _ = utils.determine_grade(cell, self.log)
+        before = grade.auto_score
+        changed = not ((before is None and auto_score is None) or
+                       (before is not None and auto_score is not None and abs(before - auto_score) < 1e-9))
+        grade.auto_score = auto_score
+        if grade.manual_score is not None:
+            grade.needs_manual_grade = grade.needs_manual_grade or changed or self._resubmitted
+        else:
+            grade.needs_manual_grade = auto_score is None
+        self.gradebook.db.commit()
 
 
 class StderrIsNotFailure(Preprocessor):
@@ -175,8 +242,6 @@ class HideHiddenTests(Preprocessor):
 
 def _start_time(proc) -> float | None:
     """When ``proc`` started (a pid alone could be reused); None once it is gone."""
-    import psutil
-
     try:
         return proc.create_time()
     except psutil.Error:
@@ -185,8 +250,6 @@ def _start_time(proc) -> float | None:
 
 def _descendants() -> dict[int, float | None]:
     """This process's descendants: pid -> start time."""
-    import psutil
-
     return {proc.pid: _start_time(proc) for proc in psutil.Process().children(recursive=True)}
 
 
@@ -212,16 +275,12 @@ class StopStudentProcesses(Preprocessor):
     to write the scores and then edits the gradebook. Every descendant of this process that
     started during the notebook's execution is killed -- not the server's other children (the
     TA's own kernels, under formgrader), and not the warm repeat servers, which run no student
-    code (:mod:`dlcourse.runner.repeat`).
+    code (:mod:`dlcourse.runner.repeat_servers`).
     """
 
     enabled = Bool(True, help="nbconvert preprocessors are off unless enabled").tag(config=True)
 
     def preprocess(self, nb: NotebookNode, resources: dict) -> tuple[NotebookNode, dict]:
-        import psutil
-
-        from dlcourse.runner.repeat import pool
-
         me = psutil.Process()
         before = resources.get("dlcourse_processes_before", {})
         keep = pool().process_ids()

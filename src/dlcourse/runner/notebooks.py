@@ -12,6 +12,7 @@ import nbformat
 from nbformat import NotebookNode
 
 from dlcourse.errors import CourseError
+from dlcourse.runner.nbgrader_plugins import is_handin, is_hidden
 
 _MARKER = re.compile(r"^\s*### (BEGIN|END) (SOLUTION|HIDDEN TESTS)\s*$")
 LEAK_MARKERS = ("BEGIN SOLUTION", "END SOLUTION", "BEGIN HIDDEN TESTS", "END HIDDEN TESTS")
@@ -227,8 +228,6 @@ def solution_namespace(path: str | Path, grade_ids: Iterable[str]) -> dict[str, 
 
 def find_leaks(folder: str | Path) -> list[str]:
     """What in a student-facing folder must not be there: markers or hidden files."""
-    from dlcourse.runner.nbgrader_plugins import is_handin, is_hidden
-
     problems = []
     for path in sorted(Path(folder).rglob("*")):
         if not path.is_file():

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import csv
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from nbgrader.api import Gradebook, MissingEntry
 
 from dlcourse.runner.autograde import Outcome
+from dlcourse.runner.gradebook import assignment_scores
 from dlcourse.runner.untrusted import for_csv, for_terminal
 
 
@@ -97,40 +97,8 @@ def write_csvs(folder: Path, assignment: str, questions: list[str], rows: list[S
     return totals, per_question
 
 
-NOT_GRADED = "not graded yet"
-UNDER_REVIEW = "under review"
-
-
-def mark_pending(html: str, notebook: str, pending: dict[str, str]) -> str:
-    """Feedback HTML that tells the student which scores are not final.
-
-    nbgrader's feedback template prints ``Score: 0.0 / 2.0`` for a written
-    answer no TA has graded yet, and a total that looks final. ``pending`` maps
-    grade_id -> :data:`NOT_GRADED` or :data:`UNDER_REVIEW`; those cells say so
-    instead of a score, and the total is called provisional.
-    """
-    if not pending:
-        return html
-    for gid, state in pending.items():
-        anchor = re.escape(gid)
-        html = re.sub(rf'(<a href="#{anchor}">[^<]*</a>) \(Score: [-\d.]+ / ([\d.]+)\)',
-                      rf"\1 ({state}; out of \2)", html)
-        if state == NOT_GRADED:
-            html = re.sub(rf'(<a name="{anchor}"></a>.{{0,400}}?)Score: [-\d.]+ / ([\d.]+)',
-                          r"\1Not graded yet (out of \2)", html, count=1, flags=re.DOTALL)
-        else:
-            html = re.sub(rf'(<a name="{anchor}"></a>.{{0,400}}?)(Score: [-\d.]+ / [\d.]+)',
-                          rf"\1\2 ({state})", html, count=1, flags=re.DOTALL)
-    waiting = sum(state == NOT_GRADED for state in pending.values())
-    why = f"{waiting} answer(s) not graded yet" if waiting else "a score is under review"
-    return re.sub(rf"<h4>{re.escape(notebook)} \(Score: ([-\d.]+) / ([\d.]+)\)</h4>",
-                  rf"<h4>{notebook} (Provisional score: \1 / \2; {why})</h4>", html, count=1)
-
-
 def write_lms_csv(folder: Path, db_url: str) -> Path:
     """``grades.csv``: one row per student, score and maximum of every assignment, for an LMS import."""
-    from dlcourse.runner.gradebook import assignment_scores
-
     assignments, scores = assignment_scores(db_url)
     path = folder / "grades.csv"
     folder.mkdir(parents=True, exist_ok=True)

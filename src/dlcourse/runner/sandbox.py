@@ -3,15 +3,19 @@
 Two kinds of process run student code, both inside bubblewrap (Debian package
 ``bubblewrap``) built by :func:`command`: the Jupyter kernel of each notebook being
 autograded (:mod:`dlcourse.runner.kernel_sandbox`), and the jobs of the warm repeat servers
-that repeat the hidden tests outside the notebook (:mod:`dlcourse.runner.repeat`, whose
-servers fork one freshly namespaced child per job, :mod:`dlcourse.harness.namespaces`).
+that repeat the hidden tests outside the notebook (:mod:`dlcourse.runner.repeat_servers`, which
+fork one freshly namespaced child per job, :mod:`dlcourse.harness.namespaces`). Both take every
+fact from here: the variable that marks an unconfined run, the kept environment and the home
+inside (:func:`environment`), bubblewrap's arguments (:func:`command`), the device nodes.
 What they share, and what keeps them apart from the trusted side:
 
-- **Another user.** A user namespace (``--unshare-user``) in which the code runs as
-  ``nobody`` with no capability (``--cap-drop ALL``) and cannot make further user
-  namespaces (``--disable-userns``; a repeat server makes exactly one per job). When the TA is
-  root, the real uid is dropped first (``setpriv``) to :data:`SANDBOX_UID`, so that files the
-  sandbox can see are read with that user's rights, not root's: ``/etc/shadow`` stays closed.
+- **Another user.** The code runs as ``nobody`` with no capability, in a user namespace that
+  the first code inside makes for itself (:func:`dlcourse.harness.namespaces.own_user_namespace`),
+  capping the user namespaces below it: none for a kernel, those of its jobs for a repeat
+  server. When the TA is root, the real uid is dropped first (``setpriv``) to
+  :data:`SANDBOX_UID`, so that files the sandbox can see are read with that user's rights, not
+  root's: ``/etc/shadow`` stays closed; otherwise bubblewrap makes a user namespace first
+  (``--unshare-user``).
 - **Fresh namespaces:** PID (``/proc`` shows only the sandbox), network (only its own
   loopback), IPC, UTS; a new session; the kernel's user keyring belongs to the user namespace,
   so no two sandboxes share one.
@@ -40,7 +44,7 @@ import subprocess
 import sys
 import sysconfig
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -59,8 +63,12 @@ INNER_UID = 65534
 #: byte stored there counts against the memory limit as well.
 TMP_BYTES = 1 << 30
 SHM_BYTES = 256 << 20
-#: The TA side of the package, hidden from every sandbox (the grader, its tools, the CLI).
+#: The TA side of the package, hidden from every sandbox (the grader, its tools, the CLI). The
+#: student side never imports it (the import contracts in pyproject.toml, tests/test_layers.py).
 TA_SUBPACKAGES = ("runner", "authoring", "cli")
+#: Set to "1" in the environment of the processes that start student code (the autograde
+#: worker, and so its kernel manager and repeat servers) when the TA asked for an unconfined run.
+UNCONFINED_VARIABLE = "DLCOURSE_UNCONFINED"
 #: Environment variables a sandbox keeps from the grader's environment; all others (tokens,
 #: the TA's paths, database URLs, Jupyter's parent-process handles) are dropped.
 KEPT_ENV = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "PYTHONPATH", "PYTHONHASHSEED", "OMP_NUM_THREADS",
@@ -68,7 +76,8 @@ KEPT_ENV = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "PYTHONPATH", "PYTHONHAS
             # numerics and devices: the same backend and settings as an unconfined run
             "KERAS_BACKEND", "TF_CPP_MIN_LOG_LEVEL", "TF_DETERMINISTIC_OPS", "TF_ENABLE_ONEDNN_OPTS",
             "TF_FORCE_GPU_ALLOW_GROWTH", "XLA_FLAGS", "CUDA_VISIBLE_DEVICES", "PYTHONWARNINGS")
-#: Home and caches of student code: inside the sandbox's /tmp.
+#: Home and caches of student code: inside the sandbox's /tmp (the processes inside make the
+#: folder: the kernel's start, and each repeat job in its own tmpfs, from HOME as set here).
 HOME = "/tmp/home"
 HOME_ENV = {"HOME": HOME, "TMPDIR": "/tmp", "MPLCONFIGDIR": f"{HOME}/mpl", "KERAS_HOME": f"{HOME}/keras",
             "IPYTHONDIR": f"{HOME}/ipython", "JUPYTER_RUNTIME_DIR": f"{HOME}/runtime",
@@ -87,10 +96,21 @@ class Isolation:
 INSTALL_HINT = "install bubblewrap (Debian/Ubuntu: sudo apt-get install bubblewrap)"
 
 
+def kept(env: Mapping[str, str]) -> dict[str, str]:
+    """The variables of ``env`` that a sandbox keeps (:data:`KEPT_ENV`)."""
+    return {k: v for k, v in env.items() if k in KEPT_ENV}
+
+
 def environment(extra: dict[str, str] | None = None) -> dict[str, str]:
     """The environment of a sandboxed process: the kept variables, home and caches inside."""
-    kept = {k: v for k, v in os.environ.items() if k in KEPT_ENV}
-    return {**kept, **HOME_ENV, **(extra or {})}
+    return {**kept(os.environ), **HOME_ENV, **(extra or {})}
+
+
+def confinement_env(isolation: Isolation) -> dict[str, str]:
+    """What the processes that start student code must be told of a run's confinement:
+    unconfined means unconfined, or the kernel manager and the repeat would confine on their
+    own (:func:`confinement_wanted`)."""
+    return {} if isolation.kind == "bubblewrap" else {UNCONFINED_VARIABLE: "1"}
 
 
 def _as_root() -> bool:
@@ -107,12 +127,17 @@ def _inside_prefix() -> list[str]:
             "--bounding-set=-all", "--inh-caps=-all", "--no-new-privs", "--"]
 
 
-def share_with_sandbox(path: Path) -> Path:
-    """Make a folder the trusted side created writable by student code (when the TA is root,
-    the sandbox runs as SANDBOX_UID); nobody else may enter it."""
+def give_to_sandbox(path: Path) -> Path:
+    """Make a file the trusted side created the sandbox user's (when the TA is root, the
+    sandbox runs as SANDBOX_UID; otherwise it is the TA's own already)."""
     if _as_root():
         os.chown(path, SANDBOX_UID, SANDBOX_UID)
-    path.chmod(0o700)
+    return path
+
+
+def share_with_sandbox(path: Path) -> Path:
+    """Make a folder the trusted side created writable by student code; nobody else may enter it."""
+    give_to_sandbox(path).chmod(0o700)
     return path
 
 
@@ -181,7 +206,6 @@ class Layout:
 
     device: str = "cpu"  # "gpu": the NVIDIA device nodes are bound in
     frameworks: bool = True  # False: TensorFlow, Keras, ... are hidden
-    nested_userns: bool = False  # True for a repeat server, which makes one namespace per job
     writable: tuple[Path, ...] = ()  # bound read-write at the same path (the kernel's IPC folder)
     readonly: tuple[tuple[Path, str], ...] = ()  # (host path, sandbox path), bound read-only
     chdir: str = "/tmp"
@@ -259,7 +283,7 @@ def detect() -> Isolation:
     # The user namespace first: unshare() refuses a process with threads (NumPy starts some).
     probe = ("import sys\nfrom dlcourse.harness import namespaces\nnamespaces.own_user_namespace(64)\n"
              "import numpy\nproblem = namespaces.check_supported()\nprint(problem)\nsys.exit(1 if problem else 0)")
-    cmd = command([sys.executable, "-c", probe], Layout(nested_userns=True))
+    cmd = command([sys.executable, "-c", probe], Layout())
     try:
         done = subprocess.run(cmd, capture_output=True, text=True, env=environment(), timeout=120,
                               stdin=subprocess.DEVNULL)
@@ -274,10 +298,11 @@ def detect() -> Isolation:
 
 def confinement_wanted() -> tuple[bool, str]:
     """Whether student code started now runs confined, and why not when not: not when the TA
-    asked for an unconfined run (``course grade --unconfined`` sets DLCOURSE_UNCONFINED=1), or
-    when this machine cannot confine (plain nbgrader then warns in its log)."""
-    if os.environ.get("DLCOURSE_UNCONFINED") == "1":
-        return False, "DLCOURSE_UNCONFINED=1: the TA asked for an unconfined run"
+    asked for an unconfined run (``course grade --unconfined`` sets :data:`UNCONFINED_VARIABLE`,
+    :func:`confinement_env`), or when this machine cannot confine (plain nbgrader then warns in
+    its log)."""
+    if os.environ.get(UNCONFINED_VARIABLE) == "1":
+        return False, f"{UNCONFINED_VARIABLE}=1: the TA asked for an unconfined run"
     found = detect()
     if found.kind != "bubblewrap":
         return False, found.warning or "bubblewrap is not available"

@@ -22,6 +22,7 @@ anything. What was decided is kept in :data:`RESULTS` for the caller in the same
 
 from __future__ import annotations
 
+import os
 import threading
 from dataclasses import asdict
 from pathlib import Path
@@ -32,7 +33,7 @@ from nbformat.v4 import new_output
 from traitlets import Bool, Float
 
 from dlcourse.grading.spec import tests_of
-from dlcourse.runner import limits, repeat, sandbox
+from dlcourse.runner import limits, repeat, repeat_servers, sandbox
 from dlcourse.runner.notebooks import grade_id, nbgrader_meta, read_notebook
 from dlcourse.runtime import GRADING_VARIABLE
 
@@ -72,14 +73,14 @@ class _Repeat:
 def _repeat_env() -> dict[str, str]:
     """What the repeat servers run with: the sandbox's kept variables of this process (nbgrader
     sets NBGRADER_EXECUTION=autograde while it autogrades)."""
-    return {k: v for k, v in sandbox.environment({GRADING_VARIABLE: "autograde"}).items() if k in sandbox.KEPT_ENV}
+    return sandbox.kept({**os.environ, GRADING_VARIABLE: "autograde"})
 
 
 def prewarm() -> None:
     """Start this process's repeat servers now, without waiting for them (a warm worker does
     this before its first submission, so that TensorFlow loads while nbgrader does)."""
     for kind in ("framework", "numpy"):
-        repeat.pool().server(kind, sandbox.current_device(), _repeat_env())
+        repeat_servers.pool().server(kind, sandbox.current_device(), _repeat_env())
 
 
 _RUNNING: list[_Repeat] = []
@@ -117,7 +118,7 @@ class StartTrusted(Preprocessor):
         plan = repeat.plan(info["assignment"] if main else "", source_dir, source_nb, nb, folder)
         if plan.problems:
             limits.end()
-            raise repeat.RepeatUnavailable("; ".join(f"{k}: {v}" for k, v in sorted(plan.problems.items())))
+            raise repeat_servers.RepeatUnavailable("; ".join(f"{k}: {v}" for k, v in sorted(plan.problems.items())))
         for cell in nb.cells:
             if cell.cell_type == "code" and repeat.hidden_blocks(cell.source):
                 cell.source = repeat.without_hidden_tests(cell.source)
@@ -183,7 +184,7 @@ class FinishTrusted(Preprocessor):
 
     def preprocess(self, nb: NotebookNode, resources: dict) -> tuple[NotebookNode, dict]:
         if not resources.get("dlcourse_trusted") or not _RUNNING:
-            raise repeat.RepeatUnavailable("the hidden tests were not started (StartTrusted must come first)")
+            raise repeat_servers.RepeatUnavailable("the hidden tests were not started (StartTrusted must come first)")
         running = _RUNNING.pop()
         try:
             verdicts = running.wait()

@@ -10,9 +10,9 @@ too), whose jobs are isolated from each other and from the servers. Both are lim
 notebook's budget inside the worker (:mod:`dlcourse.runner.limits`); the parent only keeps an
 outer deadline and starts a fresh worker when one dies or stops answering.
 
-Run as a module it is one of the warm processes: ``python -m dlcourse.runner.warm autograde``
-or, on the TA's side, ``... feedback ROOT ASSIGNMENT DB_URL`` (feedback of each graded
-submission while the others are still graded).
+Run as a module it is the autograde worker: ``python -m dlcourse.runner.warm autograde``.
+:class:`WarmProcess` is the parent's handle on any such process (the feedback writer,
+:mod:`dlcourse.runner.feedback`, is another).
 """
 
 from __future__ import annotations
@@ -33,6 +33,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from dlcourse.runner import limits, nbgrader_api, repeat_servers, trusted
+from dlcourse.runner.course import Course
+
 #: How long a warm process may take to start (importing TensorFlow on a busy machine).
 START_SECONDS = 180.0
 #: How long to wait for a warm process to answer after its student processes were killed.
@@ -50,7 +53,7 @@ class WarmProcessDied(RuntimeError):
 # ----------------------------------------------------------------- parent side
 
 
-class _WarmProcess:
+class WarmProcess:
     """A long-lived child that answers one request line with one reply line."""
 
     def __init__(self, cmd: list[str], env: dict[str, str], cwd: Path, log: Path, wait: bool = True) -> None:
@@ -126,7 +129,7 @@ class _WarmProcess:
         self._log_file.close()
 
 
-class AutogradeWorker(_WarmProcess):
+class AutogradeWorker(WarmProcess):
     """nbgrader, loaded once; autogrades one private course per request."""
 
     def __init__(self, env: dict[str, str], home: Path, wait: bool = True) -> None:
@@ -148,32 +151,6 @@ class AutogradeWorker(_WarmProcess):
             self.close()
             raise WarmProcessDied("the autograde worker's reply is not a JSON object")
         return answer
-
-
-class FeedbackWriter(_WarmProcess):
-    """The TA's side: writes one student's feedback per request while others are still graded.
-
-    A process of its own, not a thread: nbgrader's converters change the working directory of
-    the process they run in.
-    """
-
-    def __init__(self, root: Path, assignment: str, db_url: str, log: Path) -> None:
-        super().__init__([sys.executable, "-m", "dlcourse.runner.warm", "feedback", str(root), assignment,
-                          db_url], dict(os.environ), root, log, wait=False)  # it loads while grading starts
-        self.pending = 0
-
-    def submit(self, student: str) -> None:
-        self.send(student)
-        self.pending += 1
-
-    def results(self, timeout: float) -> list[tuple[list[str], str]]:
-        """(students written, first problem) per request, once all are done."""
-        answers = []
-        self.wait_ready()
-        while self.pending:
-            self.pending -= 1
-            answers.append(tuple(json.loads(self.reply(timeout))))
-        return answers
 
 
 @dataclass(frozen=True)
@@ -260,7 +237,8 @@ atexit.register(close_all)
 # ----------------------------------------------------------------- the warm processes
 
 
-def _reply(value: str) -> None:
+def send_reply(value: str) -> None:
+    """One reply line to the parent (in a warm process)."""
     sys.stdout.write(REPLY + value + "\n")
     sys.stdout.flush()
 
@@ -271,13 +249,10 @@ def serve_autograde() -> int:
     Requests come only from the parent; the student's kernel and the repeat's jobs are started
     with other standard streams and cannot write here (:mod:`dlcourse.runner.kernel_sandbox`).
     """
-    from dlcourse.runner import limits, nbgrader_api, repeat, trusted
-    from dlcourse.runner.course import Course
-
-    _die_with_parent()
+    die_with_parent()
     nbgrader_api.environment_bin_on_path()
     trusted.prewarm()
-    _reply("ready")
+    send_reply("ready")
     for line in sys.stdin:
         request = json.loads(line)
         # Once every cell has run and its outputs are in, the kernel is stopped at once: a graceful
@@ -299,30 +274,13 @@ def serve_autograde() -> int:
             answer.update(success=False, reason=spent.limit, limit=spent.limit)
         answer.update(verdicts=decided.get("verdicts", []), peak_memory=spent.peak if spent else 0,
                       seconds=round(spent.seconds(), 2) if spent else 0.0,
-                      unavailable=repeat.RepeatUnavailable.__name__ in answer["reason"])
+                      unavailable=repeat_servers.RepeatUnavailable.__name__ in answer["reason"])
         trusted.RESULTS.clear()
-        _reply(json.dumps(answer))
+        send_reply(json.dumps(answer))
     return 0
 
 
-def serve_feedback(root: Path, assignment: str, db_url: str) -> int:
-    """The feedback writer: a student id per line; replies ``[written, problem]``."""
-    from dlcourse.runner.course import Course
-    from dlcourse.runner.grade import refresh_feedback
-
-    _die_with_parent()
-    course = Course(root)
-    _reply("ready")
-    for line in sys.stdin:
-        try:
-            answer = refresh_feedback(course, assignment, [line.strip()], db_url)
-        except Exception as exc:  # the final pass in the parent writes what is missing
-            answer = ([], f"feedback for {line.strip()} failed: {type(exc).__name__}: {exc}")
-        _reply(json.dumps(answer))
-    return 0
-
-
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """A grading thread's process that dies (a killed Dask worker) takes its warm worker along,
     and the worker's confined kernel with it (bubblewrap's --die-with-parent)."""
     pr_set_pdeathsig = 1
@@ -333,9 +291,7 @@ def _die_with_parent() -> None:
 def main(argv: list[str]) -> int:
     if argv[:1] == ["autograde"]:
         return serve_autograde()
-    if argv[:1] == ["feedback"] and len(argv) == 4:
-        return serve_feedback(Path(argv[1]), argv[2], argv[3])
-    print("usage: python -m dlcourse.runner.warm autograde | feedback ROOT ASSIGNMENT DB_URL", file=sys.stderr)
+    print("usage: python -m dlcourse.runner.warm autograde", file=sys.stderr)
     return 2
 
 

@@ -1,0 +1,95 @@
+"""formgrader's Autograde button (nbgrader's own autograde, with the course's configuration)
+keeps finished hand grading resolved, as `course grade` does.
+
+nbgrader's SaveAutoGrades marks every hand-graded cell for review on each autograde: on an
+unchanged submission the written answer showed "needs manual grade" again in formgrader while
+`course grade` counted it as graded. The course's step (``KeepHandGrades``) marks it again only
+when the cell's automatic outcome changed or the student handed in again.
+"""
+
+from __future__ import annotations
+
+import nbformat
+import pytest
+from nbfactory import REPO, tiny_course, tiny_submission
+from nbgrader.api import Gradebook
+
+from dlcourse.runner import nbgrader_api
+
+pytestmark = pytest.mark.slow
+
+STUDENT = "s1"
+
+
+def _hand_in(course, body: str | None, timestamp: str) -> None:
+    folder = course.submitted / STUDENT / "tiny"
+    folder.mkdir(parents=True, exist_ok=True)
+    nbformat.write(tiny_submission(course, body), folder / "tiny.ipynb")
+    (folder / "timestamp.txt").write_text(timestamp)
+
+
+def _autograde(course) -> None:
+    """What formgrader's Autograde button calls (NbGraderAPI.autograde, force and create)."""
+    result = nbgrader_api.api(course).autograde("tiny", STUDENT, force=True, create=True)
+    assert result["success"], result.get("log", "")[-3000:]
+
+
+def _grades(course) -> dict[str, tuple]:
+    with Gradebook(f"sqlite:///{course.root / 'gradebook.db'}") as gb:
+        return {g.name: (g.auto_score, g.manual_score, g.needs_manual_grade)
+                for g in gb.find_submission_notebook("tiny", "tiny", STUDENT).grades}
+
+
+def _hand_grade(course, name: str, score: float) -> None:
+    """What formgrader's grade handler does when a TA saves a score."""
+    with Gradebook(f"sqlite:///{course.root / 'gradebook.db'}") as gb:
+        row = gb.find_grade(name, "tiny", "tiny", STUDENT)
+        row.manual_score, row.needs_manual_grade = score, False
+        gb.db.commit()
+
+
+def test_autograde_keeps_finished_hand_grading_resolved(tmp_path):
+    course = tiny_course(tmp_path / "course")
+    _hand_in(course, None, "2026-03-14 09:26:52.000000 UTC")
+    _autograde(course)
+    assert _grades(course)["question_double"] == (None, None, True), "a written answer waits for a TA"
+
+    _hand_grade(course, "question_double", 1.0)
+    _autograde(course)  # the TA presses Autograde again on the unchanged submission
+    assert _grades(course) == {"test_double": (2.0, None, False), "question_double": (None, 1.0, False)}
+
+    _hand_grade(course, "test_double", 1.5)  # an override of a test cell stays too
+    _autograde(course)
+    assert _grades(course) == {"test_double": (2.0, 1.5, False), "question_double": (None, 1.0, False)}
+
+
+def test_autograde_marks_hand_grading_for_review_when_something_changed(tmp_path):
+    course = tiny_course(tmp_path / "course")
+    _hand_in(course, None, "2026-03-14 09:26:52.000000 UTC")
+    _autograde(course)
+    _hand_grade(course, "question_double", 1.0)
+    _hand_grade(course, "test_double", 1.5)
+
+    # the automatic outcome of the test cell changed (a bug only the hidden test finds)
+    _hand_in(course, "def double(x):\n    return abs(2 * x)", "2026-03-14 09:26:52.000000 UTC")
+    _autograde(course)
+    assert _grades(course) == {"test_double": (0.0, 1.5, True), "question_double": (None, 1.0, False)}
+
+    # the student handed in again: every hand grade is looked at again
+    _hand_grade(course, "test_double", 1.5)
+    _hand_in(course, "def double(x):\n    return abs(2 * x)", "2026-03-15 10:00:00.000000 UTC")
+    _autograde(course)
+    assert _grades(course) == {"test_double": (0.0, 1.5, True), "question_double": (None, 1.0, True)}
+
+
+def test_the_course_config_uses_the_rule():
+    from dlcourse.runner.course import Course
+    from dlcourse.runner.nbgrader_plugins import AutogradeFileCopier, KeepHandGrades
+
+    config = nbgrader_api.load_config(Course(REPO))
+    steps = config.Autograde.autograde_preprocessors
+    assert KeepHandGrades in steps
+    assert not [s for s in steps if getattr(s, "__name__", s) in ("SaveAutoGrades",
+                                                                   "nbgrader.preprocessors.SaveAutoGrades")]
+    hook = config.Autograde.pre_convert_hook
+    assert isinstance(hook, AutogradeFileCopier) and hook.db_url == config.CourseDirectory.db_url
