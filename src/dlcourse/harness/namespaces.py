@@ -8,7 +8,8 @@ builds the sandbox of one job around itself, without ``exec``, the way bubblewra
    the job's own, then new user, mount, IPC, network, UTS and PID namespaces, the same uid
    mapped through; a private tmpfs of a fixed size on ``/tmp`` (which also holds
    ``/dev/shm``, the job's folder and its home, so one number says how much memory the job
-   stores in files).
+   stores in files). What the sandbox bound below ``/tmp`` (a Python environment or the
+   course checked out there) is bound again into the new tmpfs, read-only as before.
 2. The child forks once more: the grandchild is PID 1 of the new PID namespace and calls
    :func:`seal`: a ``/proc`` of that namespace only, a new session and session keyring,
    process limits, every capability dropped and ``no_new_privs`` set.
@@ -25,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import re
 import resource
 
 CLONE_NEWNS = 0x00020000
@@ -91,6 +93,44 @@ def _mount(source: str | None, target: str, fstype: str | None, flags: int, data
                        None if data is None else data.encode()), f"mount {target}")
 
 
+def _unescape(field: str) -> str:
+    """A path as /proc/self/mountinfo writes it (space, tab, newline, backslash octal-escaped)."""
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
+
+
+def mounts_below(folder: str) -> list[str]:
+    """The outermost mount points strictly below ``folder`` (relative paths), from mountinfo."""
+    with open("/proc/self/mountinfo") as fh:
+        points = {_unescape(line.split()[4]) for line in fh if len(line.split()) > 4}
+    below = sorted(p for p in points if p.startswith(folder.rstrip("/") + "/"))
+    outer = [p for p in below if not any(p.startswith(q + "/") for q in below if q != p)]
+    return [os.path.relpath(p, folder) for p in outer]
+
+
+def _fresh_tmp(tmp_bytes: int) -> None:
+    """A new tmpfs on /tmp with the sandbox's own mounts below /tmp bound into it again.
+
+    They are reached through a descriptor of the old /tmp opened before it is covered; a
+    recursive bind keeps their read-only flag and the masks mounted inside them (bubblewrap
+    made those in a more privileged namespace, so the job cannot remove either).
+    """
+    keep = mounts_below(TMP)
+    old = os.open(TMP, os.O_PATH | os.O_DIRECTORY)
+    try:
+        _mount("tmpfs", TMP, "tmpfs", MS_NOSUID | MS_NODEV, f"size={int(tmp_bytes)},mode=0700")
+        for rel in keep:
+            target = os.path.join(TMP, rel)
+            source = f"/proc/self/fd/{old}/{rel}"
+            if os.path.isdir(source):
+                os.makedirs(target, 0o755, exist_ok=True)
+            else:
+                os.makedirs(os.path.dirname(target), 0o755, exist_ok=True)
+                os.close(os.open(target, os.O_CREAT | os.O_WRONLY, 0o600))
+            _mount(source, target, None, MS_BIND | MS_REC)
+    finally:
+        os.close(old)
+
+
 def isolate(tmp_bytes: int) -> None:
     """In the forked child: new namespaces and the job's tmpfs (see the module's docstring).
 
@@ -109,7 +149,7 @@ def isolate(tmp_bytes: int) -> None:
              "user, mount, ipc, net, uts, pid")
     _map_ids(uid, gid)
     _mount(None, "/", None, MS_REC | MS_PRIVATE)
-    _mount("tmpfs", TMP, "tmpfs", MS_NOSUID | MS_NODEV, f"size={int(tmp_bytes)},mode=0700")
+    _fresh_tmp(tmp_bytes)
     home = os.environ.get("HOME", "")
     for folder in (SHM, JOB, *([home] if home.startswith(TMP + "/") else [])):
         os.makedirs(folder, 0o700, exist_ok=True)
