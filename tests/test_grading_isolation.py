@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from dlcourse.authoring.examples import submissions_dir
-from dlcourse.runner import warm
+from dlcourse.runner import sandbox, warm
 from dlcourse.runner.course import Course, scratch_course
 from dlcourse.runner.grade import grade
 from dlcourse.runner.notebooks import grade_id, read_notebook
@@ -153,12 +153,13 @@ def test_nothing_of_one_student_reaches_the_next(tmp_path):
 
 def test_a_slot_closed_after_a_death_starts_afresh():
     """After a warm process died the slot is closed; the next job gets fresh processes."""
+    unconfined = sandbox.confinement_env(sandbox.Isolation("none"))
     slot = warm.Slot()
     try:
-        first = slot.prepare({"DLCOURSE_UNCONFINED": "1"})
+        first = slot.prepare(unconfined)
         first.proc.kill()
         slot.close()
-        second = slot.prepare({"DLCOURSE_UNCONFINED": "1"})
+        second = slot.prepare(unconfined)
         assert second is not first and second.alive() and slot.home is not None and slot.home.is_dir()
     finally:
         slot.close()

@@ -83,8 +83,8 @@ def _autograde_with_probe(tmp_path: Path, port: int, extra_env: dict[str, str]) 
 
     env = {**os.environ, "HOME": str(ta_home), **extra_env}
     env["PATH"] = str(BIN) + os.pathsep + env.get("PATH", "")
-    if "DLCOURSE_UNCONFINED" not in extra_env:
-        env.pop("DLCOURSE_UNCONFINED", None)
+    if sandbox.UNCONFINED_VARIABLE not in extra_env:
+        env.pop(sandbox.UNCONFINED_VARIABLE, None)
     for args in (["generate_assignment", "tiny", "--force"], ["autograde", "tiny", "--create"]):
         result = subprocess.run([str(BIN / "nbgrader"), *args], cwd=course.root, env=env,
                                 capture_output=True, text=True, timeout=300)
@@ -110,7 +110,7 @@ def test_plain_nbgrader_autograde_cannot_read_the_tas_files_or_reach_the_network
 
 @pytest.mark.slow
 def test_the_probe_sees_a_leak_when_confinement_is_switched_off(tmp_path, listener):
-    output, score = _autograde_with_probe(tmp_path, listener, {"DLCOURSE_UNCONFINED": "1"})
+    output, score = _autograde_with_probe(tmp_path, listener, {sandbox.UNCONFINED_VARIABLE: "1"})
     assert "SECRET: ta-secret-" in output, output
     assert "gradebook visible: True" in output, output
     assert "NETWORK: connected" in output, output
@@ -130,7 +130,7 @@ def test_the_course_configuration_confines_autograde_only(repo_course):
 
 
 def test_an_unconfined_run_asked_for_by_the_ta_is_not_wrapped(monkeypatch):
-    monkeypatch.setenv("DLCOURSE_UNCONFINED", "1")
+    monkeypatch.setenv(sandbox.UNCONFINED_VARIABLE, "1")
     manager = kernel_sandbox.ConfinedKernelManager(kernel_name="python3")
     assert not manager.confined and manager.transport == "tcp"
 

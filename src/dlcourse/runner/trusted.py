@@ -86,6 +86,15 @@ def prewarm() -> None:
 _RUNNING: list[_Repeat] = []
 #: (student, assignment, notebook) -> what the trusted side decided: verdicts and findings.
 RESULTS: dict[tuple[str, str, str], dict] = {}
+#: The repeat could not run, for reasons of the machine, since the caller last cleared this
+#: list: nbgrader turns the exception into log text, the caller in the same process (the
+#: autograde worker) learns of it here, by type.
+UNAVAILABLE: list[repeat_servers.RepeatUnavailable] = []
+
+
+def _unavailable(error: repeat_servers.RepeatUnavailable) -> repeat_servers.RepeatUnavailable:
+    UNAVAILABLE.append(error)
+    return error
 
 
 def abandon() -> None:
@@ -118,7 +127,8 @@ class StartTrusted(Preprocessor):
         plan = repeat.plan(info["assignment"] if main else "", source_dir, source_nb, nb, folder)
         if plan.problems:
             limits.end()
-            raise repeat_servers.RepeatUnavailable("; ".join(f"{k}: {v}" for k, v in sorted(plan.problems.items())))
+            raise _unavailable(repeat_servers.RepeatUnavailable(
+                "; ".join(f"{k}: {v}" for k, v in sorted(plan.problems.items()))))
         for cell in nb.cells:
             if cell.cell_type == "code" and repeat.hidden_blocks(cell.source):
                 cell.source = repeat.without_hidden_tests(cell.source)
@@ -184,10 +194,14 @@ class FinishTrusted(Preprocessor):
 
     def preprocess(self, nb: NotebookNode, resources: dict) -> tuple[NotebookNode, dict]:
         if not resources.get("dlcourse_trusted") or not _RUNNING:
-            raise repeat_servers.RepeatUnavailable("the hidden tests were not started (StartTrusted must come first)")
+            raise _unavailable(repeat_servers.RepeatUnavailable(
+                "the hidden tests were not started (StartTrusted must come first)"))
         running = _RUNNING.pop()
         try:
             verdicts = running.wait()
+        except repeat_servers.RepeatUnavailable as exc:
+            _unavailable(exc)
+            raise
         finally:
             budget = limits.end()
         if budget is not None and budget.limit:

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from dlcourse.runner import limits, nbgrader_api, repeat_servers, trusted
+from dlcourse.runner import limits, nbgrader_api, trusted
 from dlcourse.runner.course import Course
 
 #: How long a warm process may take to start (importing TensorFlow on a busy machine).
@@ -274,8 +274,9 @@ def serve_autograde() -> int:
             answer.update(success=False, reason=spent.limit, limit=spent.limit)
         answer.update(verdicts=decided.get("verdicts", []), peak_memory=spent.peak if spent else 0,
                       seconds=round(spent.seconds(), 2) if spent else 0.0,
-                      unavailable=repeat_servers.RepeatUnavailable.__name__ in answer["reason"])
+                      unavailable=bool(trusted.UNAVAILABLE))
         trusted.RESULTS.clear()
+        trusted.UNAVAILABLE.clear()
         send_reply(json.dumps(answer))
     return 0
 
