@@ -20,7 +20,7 @@ sys.path.insert(0, str(REPO / "tests"))
 def main() -> None:
     from test_grading_policy import _error, define
 
-    from dlcourse.authoring.mutants import load_catalogue_module
+    from dlcourse.authoring.practical import load_catalogue_module
     from dlcourse.grading import TOLERANCE
     from dlcourse.grading.inception import make_cases
     from dlcourse.runner.notebooks import cells_by_grade_id, read_notebook, strip_markers

@@ -28,7 +28,7 @@ from dlcourse.runner.notebooks import cells_by_grade_id, read_notebook, strip_ma
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
-from dlcourse.authoring.mutants import catalogue_path, load_catalogue_module  # noqa: E402
+from dlcourse.authoring.practical import catalogue_path, load_catalogue_module  # noqa: E402
 from dlcourse.runner.course import Course  # noqa: E402
 
 IMPLEMENTATIONS = load_catalogue_module(catalogue_path(Course(REPO), "lstm")).IMPLEMENTATIONS

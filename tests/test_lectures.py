@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from dlcourse.runner.course import Course
+
 ROOT = Path(__file__).resolve().parents[1]
 LECTURES = ROOT / "lectures"
 TITLES_FILE = LECTURES / "slide_titles.txt"
@@ -31,7 +33,8 @@ UNTITLED_SLIDES = {
 }
 #: Sub-headings that mark the speaker and agenda slide, which is no section.
 NOT_A_SECTION = ("## Me", "## Today")
-ASSIGNMENTS = ("inception", "residual", "lstm", "unet")
+#: The practicals, as the course finds them (solutions/<id>/<id>.ipynb).
+ASSIGNMENTS = tuple(Course(ROOT).assignment_ids())
 
 
 def slide_titles(text: str) -> list[str]:

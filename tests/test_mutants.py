@@ -19,12 +19,8 @@ import nbformat
 import pytest
 
 from dlcourse.authoring.examples import reference_handins
-from dlcourse.authoring.mutants import (
-    catalogue_path,
-    judge,
-    load_catalogue_module,
-    score_implementations,
-)
+from dlcourse.authoring.mutants import judge, score_implementations
+from dlcourse.authoring.practical import catalogue_path, load_catalogue_module
 from dlcourse.authoring.practical import practical as find_practical
 from dlcourse.grading import spec as grading_spec
 from dlcourse.runner.course import scratch_course

@@ -14,7 +14,7 @@ from pathlib import Path
 import nbformat
 
 from dlcourse.authoring.examples import reference_handins, sync_examples
-from dlcourse.authoring.practical import practical, practical_problems
+from dlcourse.authoring.practical import load_catalogue_module, practical, practical_problems
 from dlcourse.authoring.references import compare_references, spec_problems
 from dlcourse.authoring.release import release
 from dlcourse.errors import CourseError
@@ -73,7 +73,7 @@ def reference_gate(course: Course, assignment: str) -> list[Gate]:
 
 def mutant_gate(course: Course, assignment: str) -> list[Gate]:
     """Gate 4: every mutant loses marks on its own grade_id only; alternatives keep them."""
-    from dlcourse.authoring.mutants import judge, load_catalogue_module, score_implementations
+    from dlcourse.authoring.mutants import judge, score_implementations
 
     path = practical(course, assignment).catalogue
     if not path.is_file():

@@ -11,8 +11,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from dlcourse.authoring.mutants import catalogue_path, load_catalogue_module, score_implementations
-from dlcourse.authoring.practical import practical
+from dlcourse.authoring.mutants import score_implementations
+from dlcourse.authoring.practical import catalogue_path, load_catalogue_module, practical
 from dlcourse.authoring.references import compute
 from dlcourse.grading.policy import TOLERANCE, relative_error
 from dlcourse.grading.references import load_cases

@@ -10,16 +10,13 @@ put back.
 from __future__ import annotations
 
 import subprocess
-import types
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import nbformat
 
-from dlcourse.authoring.practical import Practical
 from dlcourse.grading.spec import tests_of
-from dlcourse.runner.course import Course
 from dlcourse.runner.notebooks import cells_by_grade_id, nbgrader_meta, read_notebook, strip_markers
 
 
@@ -52,23 +49,6 @@ class Verdicts:
 
     def failed(self) -> list[str]:
         return [t for t, ok in self.passed.items() if not ok]
-
-
-def load_catalogue_module(path: str | Path) -> types.ModuleType:
-    """A catalogue file: ``IMPLEMENTATIONS`` (required), ``DEPENDS_ON`` and ``SKIP``.
-
-    Executed from its text, so no compiled copy is left beside the source notebook.
-    """
-    path = Path(path)
-    module = types.ModuleType(f"_mutants_{path.parent.name}", f"mutant catalogue {path}")
-    module.__file__ = str(path)
-    exec(compile(path.read_text(), str(path), "exec"), module.__dict__)
-    return module
-
-
-def catalogue_path(course: Course, assignment: str) -> Path:
-    """Where practical ``assignment``'s catalogue lives (:mod:`dlcourse.authoring.practical`)."""
-    return Practical(course, assignment, None).catalogue
 
 
 class OneKernel:

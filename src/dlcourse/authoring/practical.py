@@ -18,6 +18,7 @@ check` fails on it rather than skipping a gate.
 
 from __future__ import annotations
 
+import types
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,7 +28,8 @@ from dlcourse.runner.course import Course
 from dlcourse.runner.nbgrader_plugins import CATALOGUE_FILE
 from dlcourse.runner.notebooks import grade_id, nbgrader_meta, read_notebook
 
-__all__ = ["CATALOGUE_FILE", "Practical", "practical", "practical_problems", "practicals"]
+__all__ = ["CATALOGUE_FILE", "Practical", "catalogue_path", "load_catalogue_module", "practical",
+           "practical_problems", "practicals"]
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,22 @@ def practical(course: Course, assignment: str) -> Practical:
     return Practical(course, assignment, assignment_specs().get(assignment))
 
 
+def catalogue_path(course: Course, assignment: str) -> Path:
+    """Where practical ``assignment``'s mutant catalogue lives."""
+    return Practical(course, assignment, None).catalogue
+
+
+def load_catalogue_module(path: str | Path) -> types.ModuleType:
+    """A catalogue file: ``IMPLEMENTATIONS`` (required), ``DEPENDS_ON`` and ``SKIP``
+    (:mod:`dlcourse.authoring.mutants`). Executed from its text, so no compiled copy is left
+    beside the source notebook."""
+    path = Path(path)
+    module = types.ModuleType(f"_mutants_{path.parent.name}", f"mutant catalogue {path}")
+    module.__file__ = str(path)
+    exec(compile(path.read_text(), str(path), "exec"), module.__dict__)
+    return module
+
+
 def practical_problems(found: Practical) -> list[str]:
     """What a practical with graded cells lacks, each naming the missing piece and where it goes.
 
@@ -119,8 +137,6 @@ def practical_problems(found: Practical) -> list[str]:
         problems.append(f"{name}: mutant catalogue {CATALOGUE_FILE} is missing from solutions/{name}/ "
                         "(typical mistakes and alternative solutions of each graded function)")
     elif spec.functions:
-        from dlcourse.authoring.mutants import load_catalogue_module
-
         implementations = getattr(load_catalogue_module(found.catalogue), "IMPLEMENTATIONS", None)
         if implementations is None:
             problems.append(f"{name}: mutant catalogue {CATALOGUE_FILE} defines no IMPLEMENTATIONS")
