@@ -77,6 +77,7 @@ c.Autograde.autograde_preprocessors = [
     trusted.FinishTrusted,
     IgnorePattern,
     nbgrader_plugins.StderrIsNotFailure,
+    nbgrader_plugins.HideMachinePaths,  # no folder of the grading machine in what students see
     "dlcourse.runner.untrusted.InertNotebook",  # formgrader and feedback show the result: no student script runs
     ClearMetadataPreprocessor,
     LimitOutput,
@@ -95,6 +96,7 @@ c.Autograde.autograde_preprocessors = [
 c.GenerateFeedback.preprocessors = [
     GetGrades,
     nbgrader_plugins.HideHiddenTests,
+    nbgrader_plugins.HideMachinePaths,  # also for notebooks autograded before that step existed
     "dlcourse.runner.untrusted.InertNotebook",
     CSSHTMLHeaderPreprocessor,
 ]

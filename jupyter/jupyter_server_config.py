@@ -6,6 +6,8 @@
   no terminal of its own, and a login shell resets PATH (``/etc/profile``), so the
   environment's ``bin/`` would be lost. This puts that folder first on the
   server's PATH and starts terminals as interactive shells that keep it.
+- formgrader's Manage Submissions marks hand-ins that could not be graded (with the
+  reason) and late ones (``dlcourse.runner.formgrader_notes``).
 """
 
 import os
@@ -20,3 +22,4 @@ c.LabApp.extra_labextensions_path = [os.path.join(HERE, "labextensions")]
 if BIN not in os.environ.get("PATH", "").split(os.pathsep):
     os.environ["PATH"] = BIN + os.pathsep + os.environ.get("PATH", "")
 c.ServerApp.terminado_settings = {"shell_command": [os.environ.get("SHELL") or "/bin/sh", "-i"]}
+c.ServerApp.jpserver_extensions = {"dlcourse.runner.formgrader_notes": True}

@@ -598,6 +598,47 @@ def test_formgrader_autograde_button_runs_the_kernel_confined(tmp_path, browser,
         assert gb.find_submission("tiny", "mallory").code_score == 2
 
 
+def test_manage_submissions_shows_an_ungradable_hand_in_as_not_graded(tmp_path, browser, start_lab):
+    """A broken hand-in is visibly not graded in formgrader, with its reason; a late one says so;
+    its student gets a feedback page that says what was wrong and what to do."""
+    from nbfactory import tiny_course, tiny_submission
+    from nbgrader.api import Gradebook
+
+    course = tiny_course(tmp_path / "course")
+    incoming = tmp_path / "incoming"
+    for student, text, when in (("s101", nbformat.writes(tiny_submission(course)), "2026-03-14 09:00:00"),
+                                ("s104", '{"cells": [', "2026-03-14 09:00:00"),
+                                ("s107", nbformat.writes(tiny_submission(course)), "2026-03-16 12:00:00")):
+        (incoming / student).mkdir(parents=True)
+        (incoming / student / "tiny.ipynb").write_text(text)
+        (incoming / student / "timestamp.txt").write_text(when + ".000000 UTC")
+    unconfined = ["--unconfined"] if sandbox.detect().kind != "bubblewrap" else []
+    ta = tmp_path / "ta"
+    _course_command(course, "grade", "tiny", "--from", str(incoming), "--force", *unconfined, home=ta)
+    import datetime
+
+    with Gradebook(f"sqlite:///{course.root / 'gradebook.db'}") as gb:  # the due date, as a TA sets it
+        gb.update_or_create_assignment("tiny", duedate=datetime.datetime(2026, 3, 15, 12, 0))
+    feedback = (course.feedback / "s104" / "tiny" / "tiny.html").read_text()
+    assert "could not be graded" in feedback and "not a valid notebook" in feedback, feedback
+
+    lab = start_lab(course.root)
+    browser.open_lab(lab)
+    driver = browser.driver
+    driver.get(f"{lab.url}/formgrader/manage_submissions/tiny")
+    browser.wait(lambda d: d.find_elements(By.CSS_SELECTOR, ".dlcourse-not-graded"), 60,
+                 "the ungradable hand-in marked")
+    rows = {r.find_element(By.CSS_SELECTOR, "td.student-id").text: r.text
+            for r in driver.find_elements(By.CSS_SELECTOR, "tbody tr")}
+    browser.shot("manage-submissions-ungradable")
+    assert "not graded" in rows["s104"] and "not a valid notebook" in rows["s104"], rows
+    assert "graded" in rows["s101"] and "not graded" not in rows["s101"] and "late" not in rows["s101"], rows
+    assert "late: 1.0 days" in rows["s107"] or "late: 24.0 h" in rows["s107"], rows
+    (browser.artifacts / "feedback-s104.html").write_text(feedback)
+    driver.get((course.feedback / "s104" / "tiny" / "tiny.html").as_uri())
+    browser.shot("feedback-of-the-ungradable-hand-in")
+
+
 PWNED = "document.title='pwned'"
 
 

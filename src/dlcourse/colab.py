@@ -110,10 +110,14 @@ def edition_data(location: str) -> Path:
     raise CourseError(f"course edition not found: {location}")
 
 
-def setup(location: str) -> Path:
-    """Make the course data findable (``$DLCOURSE_DATA``) unless it already is; return its folder."""
+def setup(location: str) -> None:
+    """Make the course data findable (``$DLCOURSE_DATA``) unless it already is.
+
+    Returns nothing: the setup cell ends with this call, and a returned folder
+    would be shown as the cell's output, an absolute path of whichever machine ran
+    the notebook (a grader's, in every student's feedback). ``data_dir()`` says
+    where the data is.
+    """
     if _data_present():
-        return data_dir()
-    folder = edition_data(location)
-    os.environ[ENV_VAR] = str(folder)
-    return folder
+        return
+    os.environ[ENV_VAR] = str(edition_data(location))

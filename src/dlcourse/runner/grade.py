@@ -23,7 +23,17 @@ from pathlib import Path
 import nbformat
 
 from dlcourse.errors import CourseError
-from dlcourse.runner import autograde, canvas, gradebook, jobs, nbgrader_api, records, sandbox, warm
+from dlcourse.runner import (
+    autograde,
+    canvas,
+    gradebook,
+    jobs,
+    nbgrader_api,
+    records,
+    sandbox,
+    ungradable,
+    warm,
+)
 from dlcourse.runner.autograde import Limits, Outcome
 from dlcourse.runner.backends import Backend, DaskCluster, LocalThreads
 from dlcourse.runner.canvas import CanvasReport
@@ -185,6 +195,8 @@ def _record_failure(course: Course, assignment: str, student: str, reason: str, 
     (it shows the submitted notebook, or one that states the reason if that cannot be read)."""
     gradebook.record_failure(main_url, assignment, student, reason, _submitted_at(course, assignment, student))
     shutil.rmtree(course.feedback / student / assignment, ignore_errors=True)  # it would show old scores
+    total = gradebook.totals(main_url, assignment).get(student)
+    ungradable.write(course, assignment, student, reason, total.max_score if total else None)
     target = course.autograded / student / assignment
     if target.exists():
         shutil.rmtree(target)

@@ -204,6 +204,86 @@ class StderrIsNotFailure(Preprocessor):
         return cell, resources
 
 
+def machine_paths(extra: Iterable[str] = ()) -> list[tuple[str, str]]:
+    """(absolute folder of this machine, what to show instead), longest first.
+
+    Installed packages become their import path (``keras/src/...``), the Python
+    installation ``<python>``, temporary folders ``<tmp>``, the home folder ``~``;
+    ``extra`` folders (the course) become ``<course>``.
+    """
+    import site
+    import sysconfig
+    import tempfile
+
+    pairs: list[tuple[str, str]] = []
+    packages = {sysconfig.get_paths()[key] for key in ("purelib", "platlib")}
+    with contextlib.suppress(AttributeError):
+        packages.update(site.getsitepackages())
+    pairs += [(folder, "") for folder in packages]
+    pairs += [(sysconfig.get_paths()["stdlib"], "")]
+    pairs += [(folder, "<course>") for folder in extra]
+    pairs += [(prefix, "<python>") for prefix in {sys.prefix, sys.base_prefix, sys.exec_prefix}]
+    pairs += [(tempfile.gettempdir(), "<tmp>"), ("/tmp", "<tmp>"), ("/var/tmp", "<tmp>")]
+    with contextlib.suppress(RuntimeError, KeyError):
+        pairs.append((str(Path.home()), "~"))
+    seen: dict[str, str] = {}
+    for folder, shown in pairs:
+        folder = os.path.normpath(folder)
+        if len(folder.strip("/")) >= 3 and folder not in seen:
+            seen[folder] = shown
+    return sorted(seen.items(), key=lambda pair: len(pair[0]), reverse=True)
+
+
+def hide_machine_paths(text: str, pairs: list[tuple[str, str]]) -> str:
+    """``text`` with every folder of ``pairs`` replaced (only a whole absolute path: not inside
+    a URL or a relative path, and not the start of a longer name)."""
+    import re
+
+    for folder, shown in pairs:
+        if folder not in text:
+            continue
+        pattern = r"(?<![\w.~/:-])" + re.escape(folder) + r"(/|(?![\w.-]))"
+        text = re.sub(pattern, lambda m, shown=shown: (shown + m.group(1)) if shown else "", text)
+    return text
+
+
+class HideMachinePaths(Preprocessor):
+    """Outputs name no folder of the grading machine (autograded notebooks and feedback).
+
+    What a graded notebook prints can hold absolute paths: a setup cell's
+    return value, a traceback through the installed packages, a temporary file.
+    They tell students nothing they need and reveal the grader's layout and user
+    name; each becomes a relative or symbolic path (``keras/src/...``, ``<tmp>``,
+    ``<course>``, ``~``). Cell sources are left alone.
+    """
+
+    enabled = Bool(True, help="nbconvert preprocessors are off unless enabled").tag(config=True)
+
+    def preprocess(self, nb: NotebookNode, resources: dict) -> tuple[NotebookNode, dict]:
+        extra = []
+        with contextlib.suppress(Exception):
+            extra.append(str(Path(self.config.CourseDirectory.root).resolve()))
+        self._pairs = machine_paths(extra)
+        return super().preprocess(nb, resources)
+
+    def _clean(self, value: Any) -> Any:
+        if isinstance(value, str):
+            return hide_machine_paths(value, self._pairs)
+        if isinstance(value, list):
+            return [self._clean(v) for v in value]
+        return value
+
+    def preprocess_cell(self, cell: NotebookNode, resources: dict, index: int) -> tuple[NotebookNode, dict]:
+        for out in cell.get("outputs", []):
+            for key in ("text", "evalue", "traceback"):
+                if key in out:
+                    out[key] = self._clean(out[key])
+            for mime, value in out.get("data", {}).items():
+                if mime.startswith("text/") or mime in ("application/json",):
+                    out["data"][mime] = self._clean(value)
+        return cell, resources
+
+
 class HideHiddenTests(Preprocessor):
     """Feedback preprocessor: students see that hidden tests ran and their verdict, not the tests.
 
