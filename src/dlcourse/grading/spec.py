@@ -229,15 +229,34 @@ class FunctionSpec:
         return None
 
     def check(self, function: Callable, cases: dict[str, Case] | str | Path | None = None) -> None:
-        """The hidden test: every case, in order; the first failure raises with its message."""
-        for case in self.cases(cases):
-            message = self.judge(case, self.run(function, case))
-            if message:
-                raise GradingFailure(message)
+        """The hidden test: every case, in order; raises naming each distinct failure
+        (:func:`combine_failures`), so that two mistakes in one function are both named."""
+        failures = [message for case in self.cases(cases) if (message := self.judge(case, self.run(function, case)))]
+        if failures:
+            raise GradingFailure(combine_failures(failures))
 
     def hidden_source(self) -> str:
         """The hidden block of the test cell, as the source notebook must hold it."""
         return _hidden_block(self.module, self.name, f"{self.name}.check({self.function})")
+
+
+def combine_failures(messages: Iterable[str]) -> str:
+    """One message for the failing cases of a hidden test, naming each distinct diagnosis.
+
+    A case's diagnosis is its ``- `` lines (which branch, gate or level is wrong).
+    Cases fail for different reasons when a function holds two mistakes (one case
+    exercises the stride, another the channels); stopping at the first would name
+    one. Each distinct diagnosis is reported once, by the first case that shows it;
+    a single one reads exactly as that case's message.
+    """
+    groups: dict[tuple[str, ...], str] = {}
+    for message in messages:
+        diagnosis = tuple(line for line in message.splitlines()[1:] if line.startswith("- "))
+        groups.setdefault(diagnosis, message)
+    if len(groups) <= 1:
+        return next(iter(groups.values()), "")
+    shown = [message.replace("\n", "\n   ") for message in groups.values()]
+    return f"{len(shown)} different failures:\n" + "\n".join(f"{i}. {m}" for i, m in enumerate(shown, 1))
 
 
 @dataclass(frozen=True, kw_only=True)

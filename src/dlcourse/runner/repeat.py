@@ -41,7 +41,14 @@ from nbformat import NotebookNode
 
 from dlcourse.grading.practicals import assignment_spec
 from dlcourse.grading.references import Case, load_cases, save_cases
-from dlcourse.grading.spec import HIDDEN_BEGIN, HIDDEN_END, FunctionSpec, HandinContract, Produced
+from dlcourse.grading.spec import (
+    HIDDEN_BEGIN,
+    HIDDEN_END,
+    FunctionSpec,
+    HandinContract,
+    Produced,
+    combine_failures,
+)
 from dlcourse.harness import answer
 from dlcourse.runner import limits, standins
 from dlcourse.runner.nbgrader_plugins import read_regular_file
@@ -250,21 +257,25 @@ def plan(assignment: str, source_dir: Path, source: NotebookNode, graded: Notebo
 
 def judge_function(spec: FunctionSpec, cases: list[Case], outputs: dict[str, np.ndarray],
                    errors: dict[str, str]) -> Verdict:
-    """The verdict of one graded function's hidden test from its job's outputs: cases in order,
-    the first failure's message, as :meth:`FunctionSpec.check` says it inside a notebook."""
+    """The verdict of one graded function's hidden test from its job's outputs: every case, each
+    distinct failure named, as :meth:`FunctionSpec.check` says it inside a notebook (a case whose
+    call raised is a failure whose message is the error)."""
     if answer.WHOLE in errors:
         return Verdict(spec.test_id, False, errors[answer.WHOLE], spec.function)
+    failures = []
     for case in cases:
-        if case.name in errors:
-            return Verdict(spec.test_id, False, errors[case.name], spec.function)
         output = outputs.get(answer.output_key(case.name))
-        if output is None:
-            return Verdict(spec.test_id, False, f"case {case.name}: no output", spec.function)
-        prefix = answer.output_key(case.name, "x")[:-1]
-        inner = {k[len(prefix):]: v for k, v in outputs.items() if k.startswith(prefix)}
-        message = spec.judge(case, Produced(output, inner))
-        if message:
-            return Verdict(spec.test_id, False, message, spec.function)
+        if case.name in errors:
+            failures.append(errors[case.name])
+        elif output is None:
+            failures.append(f"case {case.name}: no output")
+        else:
+            prefix = answer.output_key(case.name, "x")[:-1]
+            inner = {k[len(prefix):]: v for k, v in outputs.items() if k.startswith(prefix)}
+            failures.append(spec.judge(case, Produced(output, inner)) or "")
+    failures = [f for f in failures if f]
+    if failures:
+        return Verdict(spec.test_id, False, combine_failures(failures), spec.function)
     return Verdict(spec.test_id, True, "", spec.function)
 
 
