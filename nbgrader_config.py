@@ -10,10 +10,13 @@ from nbconvert.preprocessors import ClearMetadataPreprocessor, CSSHTMLHeaderPrep
 from nbgrader.preprocessors import (
     AssignLatePenalties,
     CheckCellMetadata,
+    ClearOutput,
+    DeduplicateIds,
     Execute,
     GetGrades,
     IgnorePattern,
     LimitOutput,
+    OverwriteKernelspec,
 )
 
 from dlcourse.runner import nbgrader_plugins
@@ -45,6 +48,15 @@ c.CourseDirectory.ignore = [
     *nbgrader_plugins.HIDDEN_PATTERNS,
     *nbgrader_plugins.HANDIN_PATTERNS,
     nbgrader_plugins.CATALOGUE_FILE,
+]
+# nbgrader's own steps before grading, with its restore of test cells logging only real edits
+# (a test cell holding hidden tests differs from its release by design).
+c.Autograde.sanitize_preprocessors = [
+    ClearOutput,
+    DeduplicateIds,
+    OverwriteKernelspec,
+    nbgrader_plugins.QuietOverwriteCells,
+    CheckCellMetadata,
 ]
 c.Autograde.pre_convert_hook = nbgrader_plugins.AutogradeFileCopier(
     source_directory="solutions", autograded_directory="autograded", db_url=c.CourseDirectory.db_url

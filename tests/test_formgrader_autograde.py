@@ -93,3 +93,32 @@ def test_the_course_config_uses_the_rule():
                                                                    "nbgrader.preprocessors.SaveAutoGrades")]
     hook = config.Autograde.pre_convert_hook
     assert isinstance(hook, AutogradeFileCopier) and hook.db_url == config.CourseDirectory.db_url
+
+
+def test_autograde_log_shows_what_matters_not_alarms(tmp_path):
+    """formgrader's Autograde dialog shows nbgrader's log: on an honest submission it has no
+    alarm about test cells holding hidden tests or cells nbgrader does not grade, no cell source,
+    and says whether student code ran confined; an edited test cell still warns."""
+    from nbfactory import cell
+
+    from dlcourse.runner import sandbox
+
+    course = tiny_course(tmp_path / "course")
+    honest = tiny_submission(course)
+    honest.cells.insert(1, cell("code", "speed = 'fast'", "speed"))  # a grade_id nbgrader does not grade
+    folder = course.submitted / STUDENT / "tiny"
+    folder.mkdir(parents=True)
+    nbformat.write(honest, folder / "tiny.ipynb")
+    result = nbgrader_api.api(course).autograde("tiny", STUDENT, force=True, create=True)
+    log = result.get("log", "")
+    assert result["success"], log[-3000:]
+    assert "has changed" not in log and "does not exist in the database" not in log, log
+    assert "return 2 * x" not in log and "speed = 'fast'" not in log, log  # no cell source
+    confined = sandbox.detect().kind == "bubblewrap"
+    assert ("runs confined" in log) if confined else ("UNCONFINED" in log), log
+
+    edited = tiny_submission(course)
+    next(c for c in edited.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "test_double").source = "pass"
+    nbformat.write(edited, folder / "tiny.ipynb")
+    result = nbgrader_api.api(course).autograde("tiny", STUDENT, force=True, create=True)
+    assert "Read-only cell test_double was edited" in result.get("log", ""), result.get("log", "")[-3000:]

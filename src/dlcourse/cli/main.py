@@ -132,7 +132,8 @@ def cmd_grade(args: argparse.Namespace) -> int:
         print(f"warning: {_t(result.warning)}", file=sys.stderr)
     _print_grade_report(result, course.feedback)
     if result.devices:
-        print("student code ran on: " + ", ".join(f"{d} ({n})" for d, n in result.devices.items()))
+        print("student code ran on: " + ", ".join(f"{d} ({n})" for d, n in result.devices.items())
+              + ("; UNCONFINED (--unconfined)" if args.unconfined else "; confined (bubblewrap)"))
     return 0
 
 

@@ -150,6 +150,8 @@ class ConfinedKernelManager(AsyncKernelManager):
             self.log.warning("Student code runs UNCONFINED in this kernel (%s). `course grade` confines it "
                              "unless told otherwise.", self.unconfined_reason)
         else:
+            self.log.info("Student code runs confined: its kernel starts in a bubblewrap sandbox as "
+                          "another user, with no network and no file of the course.")
             stage = self._private / "stage"
             stage.mkdir()
             stage_files(Path(kw.get("cwd") or "."), stage)

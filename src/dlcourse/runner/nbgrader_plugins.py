@@ -14,7 +14,7 @@ from typing import Any
 import psutil
 from nbconvert.preprocessors import Preprocessor
 from nbformat import NotebookNode
-from nbgrader.preprocessors import SaveAutoGrades
+from nbgrader.preprocessors import OverwriteCells, SaveAutoGrades
 from traitlets import Bool
 
 from dlcourse.runner.repeat_servers import pool
@@ -178,6 +178,56 @@ class KeepHandGrades(SaveAutoGrades):
         else:
             grade.needs_manual_grade = auto_score is None
         self.gradebook.db.commit()
+
+
+def _without_hidden_tests(source: str) -> str:
+    """A test cell's source as released: its hidden-test regions removed (nbgrader's rule)."""
+    from nbgrader.preprocessors import ClearHiddenTests
+
+    cell = NotebookNode(cell_type="code", source=source, metadata={}, outputs=[], execution_count=None)
+    ClearHiddenTests()._remove_hidden_test_region(cell)
+    return cell.source
+
+
+class QuietOverwriteCells(OverwriteCells):
+    """nbgrader's OverwriteCells, with warnings only where something is wrong.
+
+    nbgrader warns "Attribute 'checksum' for cell X has changed!" for every locked cell
+    whose text differs from the source, which is every test cell with hidden tests (the
+    release holds them cut out), and "Cell X does not exist in the database" for every
+    cell that has a grade_id but is not graded, locked or an answer. On an honest
+    submission the TA's log (formgrader's Autograde dialog) opened with a screen of such
+    alarms. Those two expected cases are logged at debug level; a test cell the student
+    edited, or a cell nbgrader should know and does not, still warns. The cell is
+    restored exactly as before.
+    """
+
+    def preprocess_cell(self, cell: NotebookNode, resources: dict, cell_index: int) -> tuple[NotebookNode, dict]:
+        from nbgrader.api import MissingEntry
+
+        meta = cell.metadata.get("nbgrader", {})
+        grade_id = meta.get("grade_id")
+        self._released_text = cell.source
+        if grade_id is not None and not (meta.get("grade") or meta.get("solution") or meta.get("locked")
+                                         or meta.get("task")):
+            try:
+                self.gradebook.find_source_cell(grade_id, self.notebook_id, self.assignment_id)
+            except MissingEntry:
+                self.log.debug("Cell %r is not graded: nothing to restore", grade_id)
+                del cell.metadata.nbgrader["grade_id"]
+                return cell, resources
+        return super().preprocess_cell(cell, resources, cell_index)
+
+    def report_change(self, name: str, attr: str, old: Any, new: Any) -> None:
+        if attr == "checksum":
+            with contextlib.suppress(Exception):
+                source = self.gradebook.find_source_cell(name, self.notebook_id, self.assignment_id).source
+                if _without_hidden_tests(source).strip() == self._released_text.strip():
+                    self.log.debug("Cell %s: hidden tests put back into the test cell", name)
+                    return
+            self.log.warning("Read-only cell %s was edited; it is restored from the source before grading", name)
+            return
+        super().report_change(name, attr, old, new)
 
 
 class StderrIsNotFailure(Preprocessor):
