@@ -197,7 +197,7 @@ def test_formgrader_shows_names_times_and_failures(term):
     api = nbgrader_api.api(course)
     submissions = {s["student"]: s for s in api.get_submissions("tiny")}
     assert (submissions["101"]["first_name"], submissions["101"]["last_name"]) == ("Alice", "Smith")
-    assert (submissions["102"]["first_name"], submissions["102"]["last_name"]) == ("", "bobjones")
+    assert (submissions["102"]["first_name"], submissions["102"]["last_name"]) == ("(from file name)", "bobjones")
     assert submissions["101"]["timestamp"].startswith("2026-03-14T09:26:52")
     broken = submissions["104"]
     assert broken["autograded"] and broken["score"] == 0, broken

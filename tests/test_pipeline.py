@@ -58,8 +58,8 @@ def test_grades_csv(examples_graded):
     assert lines["untouched"]["score"] == "0"
     assert lines["broken"]["status"].startswith("not graded")
     # Said neutrally: a wrong module fails its hidden test in the notebook and outside it alike.
-    assert "test_inception_module_reference" in lines["partly_wrong"]["hidden_test_failed"].split()
-    assert lines["perfect"]["hidden_test_failed"] == "" and lines["perfect"]["hidden_test_messages"] == ""
+    assert "test_inception_module_reference" in lines["partly_wrong"]["hidden_tests_failed_in"].split()
+    assert lines["perfect"]["hidden_tests_failed_in"] == "" and lines["perfect"]["hidden_test_messages"] == ""
     assert "test_inception_module_reference:" in lines["partly_wrong"]["hidden_test_messages"]
     with result.questions_csv_path.open() as fh:
         per_q = {row["student_id"]: row for row in csv.DictReader(fh)}

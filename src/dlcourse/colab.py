@@ -32,7 +32,7 @@ COURSE_EDITION = "{location}"  # set by course publish (edition.toml)
 import importlib, importlib.util, subprocess, sys
 if importlib.util.find_spec("dlcourse") is None:
     if not COURSE_EDITION:
-        raise RuntimeError("COURSE_EDITION is empty: open the notebooks of the published course edition")
+        raise RuntimeError("COURSE_EDITION is empty: this course does not say yet where to install it from; tell your instructor")
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", COURSE_EDITION], check=True)
     importlib.invalidate_caches()
 import dlcourse.colab

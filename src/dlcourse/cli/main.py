@@ -69,7 +69,7 @@ def _outcome_line(graded) -> str:
     state = "graded" if outcome.ok else f"NOT GRADED ({_t(outcome.reason)})"
     parts = [f"{_t(outcome.student)}: {state} in {outcome.seconds:.1f} s, {outcome.peak_memory / 2**30:.1f} GB"]
     if graded.hidden_failed:
-        parts.append(f"hidden test failed: {_items(graded.hidden_failed)}")
+        parts.append(f"hidden tests failed in: {_items(graded.hidden_failed)}")  # a cell may be partly visible
     if outcome.findings:
         parts.append(f"{len(outcome.findings)} tampering finding(s)")
     if graded.review:

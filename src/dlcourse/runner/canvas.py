@@ -79,7 +79,11 @@ def read_export(path: Path) -> Export:
     records = _records(text)
     if len(records) != len(rows):
         raise CourseError(f"--canvas-gradebook: {path} has unbalanced quotes; export it from Canvas again")
-    return Export(path, rows[0], rows[1:], records, bom=raw.startswith(b"\xef\xbb\xbf"))
+    export = Export(path, rows[0], rows[1:], records, bom=raw.startswith(b"\xef\xbb\xbf"))
+    if not export.student_rows():  # a header alone, or a list without IDs: nothing to match or fill
+        raise CourseError(f"--canvas-gradebook: {path} lists no student (no row with an ID under the header); "
+                          "export the entire gradebook from Canvas")
+    return export
 
 
 def _records(text: str) -> list[tuple[str, str]]:

@@ -19,6 +19,7 @@ from pathlib import Path
 from dlcourse.runner import gradebook, nbgrader_api, records, warm
 from dlcourse.runner.course import Course
 from dlcourse.runner.gradebook import NOT_GRADED
+from dlcourse.runner.nbgrader_plugins import name_feedback_summary
 
 
 def refresh_feedback(course: Course, assignment: str, students: list[str], main_url: str) -> tuple[list[str], str]:
@@ -40,6 +41,8 @@ def refresh_feedback(course: Course, assignment: str, students: list[str], main_
             problem = problem or f"feedback for {student} failed: {nbgrader_api.failure_reason(result)}"
             continue
         mark_provisional(course, assignment, student, main_url)
+        for page in html.glob("*.html"):  # the summary names each graded cell, not only its kind
+            page.write_text(name_feedback_summary(page.read_text()))
         records.note_feedback(course, assignment, student, state)
         written.append(student)
     return written, problem

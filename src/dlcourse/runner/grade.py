@@ -52,6 +52,8 @@ from dlcourse.runner.submissions import (
 from dlcourse.runner.untrusted import InertNotebook
 
 DEFAULT_TIMEOUT = 1800.0
+#: The first name of a student known only from an LMS download's file name.
+FILE_NAME_NOTE = "(from file name)"
 DEFAULT_MEMORY_GB = 4.0
 #: How long the feedback writer may take for one submission's feedback.
 FEEDBACK_SECONDS = 300.0
@@ -358,7 +360,10 @@ def _names(course: Course, assignment: str, imported: ImportReport | None, expor
            main_url: str) -> None:
     """Student names into the gradebook (formgrader shows them): a Canvas export's names win."""
     if imported and imported.names:
-        gradebook.set_names(main_url, {s: ("", n) for s, n in imported.names.items()}, replace=False)
+        # formgrader shows "last, first": the file name's one word is the last name, and the first
+        # says where it came from (not "jansenanna, " with a dangling comma)
+        gradebook.set_names(main_url, {s: (FILE_NAME_NOTE, n) for s, n in imported.names.items()},
+                            replace=False)
     if export is not None:
         known = set(course.student_ids(assignment)) | set(gradebook.totals(main_url, assignment))
         gradebook.set_names(main_url, canvas.names(export, known), replace=True)

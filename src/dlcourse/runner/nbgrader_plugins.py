@@ -180,6 +180,23 @@ class KeepHandGrades(SaveAutoGrades):
         self.gradebook.db.commit()
 
 
+#: nbgrader's feedback summary names each graded cell by its kind only ("Test cell" seven times).
+_KINDS = {"Test cell": "test", "Written response": "written answer", "Coding free-response": "code graded by hand",
+          "Task": "task"}
+
+
+def name_feedback_summary(page: str) -> str:
+    """Feedback HTML whose summary names each graded cell by its grade_id, then its kind."""
+    import re
+
+    def named(match: re.Match) -> str:
+        grade_id, kind = match.group(1), match.group(2)
+        return f'<a href="#{grade_id}">{grade_id}</a> ({_KINDS[kind]})'
+
+    kinds = "|".join(re.escape(k) for k in _KINDS)
+    return re.sub(r'<a href="#([\w.-]+)">(' + kinds + r")</a>", named, page)
+
+
 def _without_hidden_tests(source: str) -> str:
     """A test cell's source as released: its hidden-test regions removed (nbgrader's rule)."""
     from nbgrader.preprocessors import ClearHiddenTests

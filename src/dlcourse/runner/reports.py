@@ -80,7 +80,7 @@ def write_csvs(folder: Path, assignment: str, questions: list[str], rows: list[S
     totals = folder / f"{assignment}.csv"
     with totals.open("w", newline="") as fh:
         writer = csv.writer(fh)
-        writer.writerow(["student_id", "assignment", "score", "max_score", "status", "hidden_test_failed",
+        writer.writerow(["student_id", "assignment", "score", "max_score", "status", "hidden_tests_failed_in",
                          "tampering", "hidden_test_messages"])
         for row in rows:
             messages = " | ".join(f"{test}: {message}" for test, message in row.hidden_messages.items())
@@ -155,7 +155,7 @@ def score_table(assignment: str, questions: list[str], rows: list[StudentScore],
     for row in rows:
         status = row.status
         if row.hidden_failed:
-            status += "; hidden test failed: " + ", ".join(row.hidden_failed)
+            status += "; hidden tests failed in: " + ", ".join(row.hidden_failed)
         if row.findings:
             status += f"; {len(row.findings)} tampering finding(s)"
         totals.add_row(plain(row.student), f"{row.score:g}/{row.max_score:g}", plain(status))
