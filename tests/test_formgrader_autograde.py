@@ -122,3 +122,44 @@ def test_autograde_log_shows_what_matters_not_alarms(tmp_path):
     nbformat.write(edited, folder / "tiny.ipynb")
     result = nbgrader_api.api(course).autograde("tiny", STUDENT, force=True, create=True)
     assert "Read-only cell test_double was edited" in result.get("log", ""), result.get("log", "")[-3000:]
+
+
+def test_manage_submissions_notes_say_not_graded_and_late(tmp_path):
+    """What the course's server extension adds to formgrader's Manage Submissions page: the
+    reason of a hand-in `course grade` could not grade, and how late a hand-in came (the page
+    itself is tested in the browser, test_browser.py)."""
+    import datetime
+
+    from jinja2 import Environment, FileSystemLoader
+    from nbgrader.server_extensions.formgrader import base, handlers
+
+    from dlcourse.runner import gradebook
+    from dlcourse.runner.formgrader_notes import SCRIPT, _patch_formgrader_pages, submission_notes
+    from dlcourse.runner.grade import register
+
+    course = tiny_course(tmp_path / "course")
+    url = f"sqlite:///{tmp_path / 'gradebook.db'}"
+    register(course, "tiny", url)
+    with Gradebook(url) as gb:
+        gb.update_or_create_assignment("tiny", duedate=datetime.datetime(2026, 3, 15, 12, 0))
+        for student, day in (("s1", 14), ("s2", 14), ("s3", 17)):
+            gb.add_student(student)
+            gb.add_submission("tiny", student, timestamp=datetime.datetime(2026, 3, day, 12, 0))
+    gradebook.record_failure(url, "tiny", "s2", "tiny.ipynb is not a valid notebook (not JSON)")
+    assert submission_notes(url, "tiny") == {
+        "s2": {"reason": "tiny.ipynb is not a valid notebook (not JSON)"}, "s3": {"late": "2.0 days"}}
+    assert submission_notes(url, "nope") == {}
+
+    _patch_formgrader_pages()
+    _patch_formgrader_pages()  # once only
+
+    class Page:
+        def __init__(self) -> None:
+            self.settings = {"nbgrader_jinja2_env": Environment(loader=FileSystemLoader([handlers.template_path]))}
+
+    page = base.BaseHandler.render(Page(), "manage_submissions.tpl", base_url="", assignment_id="tiny",
+                                   course_dir="", mathjax_url="")
+    assert page.count(SCRIPT) == 1 and page.index(SCRIPT) < page.index("</body>")
+    other = base.BaseHandler.render(Page(), "manage_assignments.tpl", base_url="", course_dir="",
+                                    mathjax_url="", windows=False, course_id="c", exchange="", exchange_missing=False)
+    assert SCRIPT not in other

@@ -45,19 +45,19 @@
     }
     if (message.classList.contains("validation-success")) {
       message.querySelectorAll("p").forEach(function (p) {
-        if (p.innerText.indexOf("passes all the tests") >= 0) {
-          p.innerText = "Success! Your notebook passes all the visible tests.";
+        if (p.textContent.indexOf("passes all the tests") >= 0) {
+          p.textContent = "Success! Your notebook passes all the visible tests.";
         }
       });
     }
     var note = document.createElement("p");
     note.className = "dlcourse-hidden-tests";
     if (names.length > 0) {
-      note.innerText = names.length + " test cell(s) hold hidden tests that did not run here: " +
+      note.textContent = names.length + " test cell(s) hold hidden tests that did not run here: " +
         names.join(", ") + ". They run when your notebook is graded; passing the visible " +
         "tests does not mean they pass.";
     } else {
-      note.innerText = "This notebook has no test cell made only of hidden tests; " +
+      note.textContent = "This notebook has no test cell made only of hidden tests; " +
         "a visible test cell may still hold hidden tests that run when it is graded.";
     }
     message.append(note);
