@@ -163,3 +163,22 @@ def test_manage_submissions_notes_say_not_graded_and_late(tmp_path):
     other = base.BaseHandler.render(Page(), "manage_assignments.tpl", base_url="", course_dir="",
                                     mathjax_url="", windows=False, course_id="c", exchange="", exchange_missing=False)
     assert SCRIPT not in other
+
+
+@pytest.mark.parametrize("assignment", ["inception", "residual", "lstm", "unet"])
+def test_every_released_test_cell_is_its_source_without_hidden_tests(assignment):
+    """What keeps formgrader's log quiet on honest work: restoring a released read-only cell puts
+    back exactly its hidden tests, nothing the log should call an edit."""
+    from dlcourse.runner.nbgrader_plugins import _without_hidden_tests
+    from dlcourse.runner.notebooks import read_notebook
+
+    def locked(path):
+        return {c.metadata["nbgrader"]["grade_id"]: c.source for c in read_notebook(path).cells
+                if c.metadata.get("nbgrader", {}).get("locked")}
+
+    source = locked(REPO / "solutions" / assignment / f"{assignment}.ipynb")
+    released = locked(REPO / "assignments" / assignment / f"{assignment}.ipynb")
+    assert source.keys() == released.keys()
+    assert any("### BEGIN HIDDEN TESTS" in text for text in source.values())
+    for grade_id, text in source.items():
+        assert _without_hidden_tests(text).strip() == released[grade_id].strip(), grade_id
