@@ -73,7 +73,9 @@ def test_feedback_written_for_graded_students(examples_graded):
     for student in ("perfect", "untouched", "partly_wrong"):
         html = (course.feedback / student / "inception" / "inception.html").read_text()
         assert "conv_params" in html
-    assert not (course.feedback / "broken").exists()
+    # the broken file's student learns why it scored 0, and what to do
+    broken = (course.feedback / "broken" / "inception" / "inception.html").read_text()
+    assert "could not be graded" in broken and "What to do" in broken and "conv_params" not in broken
 
 
 def test_hanging_submission_is_stopped_and_others_unaffected(tmp_path):
