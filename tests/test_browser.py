@@ -522,7 +522,6 @@ def test_ta_grades_a_written_answer_in_formgrader(repo_course, tmp_path, browser
                                     if m.is_displayed() and m.text.strip()], 400, "the autograde result")[0]
     browser.shot("autograde-again-result")
     assert f"Successfully autograded '{ASSIGNMENT}' for student '{student}'" in modal.text, modal.text
-    modal.find_element(By.CSS_SELECTOR, ".modal-footer button").click()
     driver.get(f"{lab.url}/formgrader/manage_submissions/{ASSIGNMENT}")
     browser.wait(lambda d: "graded" in d.find_element(By.CSS_SELECTOR, "tbody").text, 30, "the list")
     row = driver.find_element(By.CSS_SELECTOR, "tbody").text

@@ -36,7 +36,7 @@ def _noisy_notebook() -> nbformat.NotebookNode:
         new_output("stream", name="stdout", text=f"saved to {Path('/tmp/tmpab12cd/model.keras')}\n"),
         new_output("stream", name="stderr", text=f"{SITE}/keras/src/x.py:1: UserWarning: noise\n"),
         new_output("error", ename="FileNotFoundError", evalue=f"No such file: '{REPO}/submitted/x.npy'",
-                   traceback=[f"File {SITE}/numpy/lib/_npyio_impl.py:455, in load(file)",
+                   traceback=[f"\x1b[0;32mFile \x1b[0;32m{SITE}/numpy/lib/_npyio_impl.py:455\x1b[0m, in load(file)",
                               f"File {sys.base_prefix}/lib/python3.11/json/decoder.py:1"]),
     ]
     return new_notebook(cells=[cell])
@@ -52,7 +52,7 @@ def test_graded_outputs_lose_every_machine_folder():
     outputs = cleaned.cells[0].outputs
     assert outputs[0].data["text/plain"] == "PosixPath('<course>/data')"
     assert outputs[2].text.startswith("keras/src/x.py:1: UserWarning")
-    assert outputs[3].traceback[0].startswith("File numpy/lib/_npyio_impl.py:455")
+    assert outputs[3].traceback[0].startswith("\x1b[0;32mFile \x1b[0;32mnumpy/lib/_npyio_impl.py:455")
     assert outputs[3].output_type == "error"  # a failure stays a failure
 
 

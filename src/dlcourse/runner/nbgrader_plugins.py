@@ -303,14 +303,22 @@ def machine_paths(extra: Iterable[str] = ()) -> list[tuple[str, str]]:
 
 def hide_machine_paths(text: str, pairs: list[tuple[str, str]]) -> str:
     """``text`` with every folder of ``pairs`` replaced (only a whole absolute path: not inside
-    a URL or a relative path, and not the start of a longer name)."""
+    a URL or a relative path, and not the start of a longer name; a colour code of a traceback
+    may come right before it)."""
     import re
 
+    ansi_before = re.compile(r"\x1b\[[0-9;]*m$")
     for folder, shown in pairs:
         if folder not in text:
             continue
-        pattern = r"(?<![\w.~/:-])" + re.escape(folder) + r"(/|(?![\w.-]))"
-        text = re.sub(pattern, lambda m, shown=shown: (shown + m.group(1)) if shown else "", text)
+
+        def replace(match: re.Match, shown: str = shown, text: str = text) -> str:
+            before = text[:match.start()]
+            if before and re.match(r"[\w.~/:-]", before[-1]) and not ansi_before.search(before):
+                return match.group(0)  # part of a longer path or a URL
+            return (shown + match.group(1)) if shown else ""
+
+        text = re.sub(re.escape(folder) + r"(/|(?![\w.-]))", replace, text)
     return text
 
 
