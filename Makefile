@@ -53,9 +53,10 @@ demo: $(STAMP) confinement
 
 test: $(STAMP) confinement
 	$(BIN)/ruff check src tests benchmarks lectures nbgrader_config.py solutions
-	$(BIN)/python -m pytest -n 2 tests
-	@if ls lectures/*.ipynb >/dev/null 2>&1; then \
-	  $(BIN)/python -m pytest -p no:cacheprovider -n 2 --nbval-lax --nbval-current-env lectures; fi
+	# One run for the suite and the lectures' nbval, so that both workers stay busy to the end
+	# (worksteal: a worker left idle takes tests queued for the other); the slowest tests listed.
+	$(BIN)/python -m pytest -n 2 --dist worksteal --durations 15 --nbval-lax --nbval-current-env \
+	  tests $(wildcard lectures/*.ipynb)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks lectures nbgrader_config.py solutions
