@@ -128,7 +128,8 @@ from dlcourse.validate import name_cells_for_validate_button, report_cells_for_v
 c.Validator.validate_all = True
 c.Execute.on_notebook_start = name_cells_for_validate_button
 c.Execute.on_cell_complete = name_cells_for_validate_button
-c.Execute.on_notebook_complete = report_cells_for_validate_button
+c.Execute.on_cell_start = report_cells_for_validate_button
+c.Execute.on_cell_error = report_cells_for_validate_button
 
 # --- JupyterLab panels: exchange (dlcourse.lab_exchange); autograde kernel (dlcourse.runner.kernel_sandbox) ---
 # Assignments go out and come back through the LMS, never through nbgrader's

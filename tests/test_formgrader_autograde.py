@@ -28,8 +28,17 @@ def _hand_in(course, body: str | None, timestamp: str) -> None:
     (folder / "timestamp.txt").write_text(timestamp)
 
 
+def _register(course) -> None:
+    """The assignment in the course's gradebook, as `course grade` or `nbgrader generate_assignment` put it."""
+    from dlcourse.runner.grade import register
+
+    if not (course.root / "gradebook.db").exists():
+        register(course, "tiny", f"sqlite:///{course.root / 'gradebook.db'}")
+
+
 def _autograde(course) -> None:
     """What formgrader's Autograde button calls (NbGraderAPI.autograde, force and create)."""
+    _register(course)
     result = nbgrader_api.api(course).autograde("tiny", STUDENT, force=True, create=True)
     assert result["success"], result.get("log", "")[-3000:]
 
@@ -109,6 +118,7 @@ def test_autograde_log_shows_what_matters_not_alarms(tmp_path):
     folder = course.submitted / STUDENT / "tiny"
     folder.mkdir(parents=True)
     nbformat.write(honest, folder / "tiny.ipynb")
+    _register(course)
     result = nbgrader_api.api(course).autograde("tiny", STUDENT, force=True, create=True)
     log = result.get("log", "")
     assert result["success"], log[-3000:]

@@ -76,7 +76,7 @@ def test_student_side_is_exactly_what_notebooks_import(course):
     needed = set(STUDENT_ENTRY_POINTS)
     for nb in published_notebooks(course):
         needed |= notebook_imports(nb, SRC)
-    assert closure(SRC, needed) == set(student_side())
+    assert closure(SRC, needed) == set(student_side(course))
 
 
 TA_PACKAGES = ("dlcourse.runner", "dlcourse.authoring", "dlcourse.cli")
@@ -97,12 +97,12 @@ def test_a_student_kernel_loads_no_ta_code(course):
     loaded = set(proc.stdout.split())
     assert needed <= loaded
     assert not [m for m in loaded if m.startswith(TA_PACKAGES)], "a student import pulls in the TA side"
-    assert loaded <= set(student_side()), loaded - set(student_side())
+    assert loaded <= set(student_side(course)), loaded - set(student_side(course))
 
 
-@pytest.mark.parametrize("module", student_side())
-def test_no_student_module_imports_a_ta_module(module):
-    assert module_imports(SRC, module) <= set(student_side()), f"{module} imports TA-side code"
+@pytest.mark.parametrize("module", student_side(Course(REPO)))
+def test_no_student_module_imports_a_ta_module(course, module):
+    assert module_imports(SRC, module) <= set(student_side(course)), f"{module} imports TA-side code"
 
 
 def test_imports_are_found_in_function_bodies_and_relative_forms(tmp_path):
@@ -130,7 +130,7 @@ def test_edition_holds_what_students_need_and_nothing_of_the_ta(course, edition)
         assert [c.get("outputs") for c in read_notebook(edition / nb.relative_to(REPO)).cells] == outputs
     modules = {p.removeprefix("src/").removesuffix(".py").replace("/", ".").removesuffix(".__init__")
                for p in files if p.startswith("src/") and p.endswith(".py")}
-    assert modules == set(student_side())
+    assert modules == set(student_side(course))
     for absent in ("grading.practicals", "data.regenerate"):
         assert f"src/dlcourse/{absent.replace('.', '/')}.py" not in files
     for package in ("runner", "authoring", "cli"):  # the TA side lives in these subpackages
@@ -423,7 +423,8 @@ def test_edition_nbgrader_config_wires_the_validate_button(edition):
     app.load_config_file()
     assert app.config.Execute.on_notebook_start is name_cells_for_validate_button
     assert app.config.Execute.on_cell_complete is name_cells_for_validate_button
-    assert app.config.Execute.on_notebook_complete is report_cells_for_validate_button
+    assert app.config.Execute.on_cell_start is report_cells_for_validate_button
+    assert app.config.Execute.on_cell_error is report_cells_for_validate_button
     assert app.config.Validator.validate_all is True
     from dlcourse import lab_exchange
 

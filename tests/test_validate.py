@@ -149,14 +149,15 @@ def test_validate_button_names_cells_by_grade_id(released, tmp_path):
     config.Validator.validate_all = True
     config.Execute.on_notebook_start = name_cells_for_validate_button
     config.Execute.on_cell_complete = name_cells_for_validate_button
-    config.Execute.on_notebook_complete = report_cells_for_validate_button
+    config.Execute.on_cell_start = report_cells_for_validate_button
+    config.Execute.on_cell_error = report_cells_for_validate_button
     result = Validator(config=config).validate(str(tmp_path / "tiny.ipynb"))
     raised = ": not a test cell, but it raised (the grader runs it too)"
     assert [f["source"] for f in result["failed"]] == [
-        "double" + raised, "test_double (cell 3)", "train" + raised,
+        "test_double (cell 3)", "train" + raised,
         "cell 6 (value = 1 / 0  # a slip outside the tests)" + raised,
         "question_1 (cell 7)", "question_2 (cell 8)", "question_3 (cell 9)"]
-    assert "ZeroDivisionError" in result["failed"][3]["error"]
+    assert "ZeroDivisionError" in result["failed"][2]["error"]
     assert "changed" not in result
 
 
@@ -190,5 +191,6 @@ def test_the_course_config_wires_the_validate_button():
     app.load_config_file()
     assert app.config.Execute.on_notebook_start is name_cells_for_validate_button
     assert app.config.Execute.on_cell_complete is name_cells_for_validate_button
-    assert app.config.Execute.on_notebook_complete is report_cells_for_validate_button
+    assert app.config.Execute.on_cell_start is report_cells_for_validate_button
+    assert app.config.Execute.on_cell_error is report_cells_for_validate_button
     assert app.config.Validator.validate_all is True

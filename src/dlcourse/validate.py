@@ -339,6 +339,7 @@ def name_cells_for_validate_button(notebook: NotebookNode | None = None, cell: N
     if os.environ.get(GRADING_VARIABLE) != "validate":
         return
     if notebook is not None:
+        _VALIDATING[:] = [notebook]  # for report_cells_for_validate_button
         for index, each in enumerate(notebook.cells):
             if each.cell_type != "code":
                 _name_for_dialog(each, index)
@@ -351,28 +352,51 @@ def _outside_the_tests(cell: NotebookNode) -> bool:
     return cell.cell_type == "code" and not meta.get("grade") and not meta.get("locked")
 
 
-def report_cells_for_validate_button(notebook: NotebookNode | None = None, **_: object) -> None:
-    """nbclient hook (``on_notebook_complete``): the Validate dialog judges cells as the grader does.
+#: The notebook nbgrader's Validate button is running (set when its kernel starts).
+_VALIDATING: list[NotebookNode] = []
+
+
+def _judge_like_the_grader(cell: NotebookNode, index: int) -> None:
+    if cell.cell_type != "code":
+        return
+    if raised(cell) is None:
+        for out in cell.get("outputs", []):
+            if out.get("output_type") == "stream" and out.get("name") == "stderr":
+                out["name"] = "stdout"
+    elif _outside_the_tests(cell) and not cell.source.endswith(RAISED_NOTE):
+        cell.source = f"{cell_name(cell, index)}{RAISED_NOTE}"
+
+
+RAISED_NOTE = ": not a test cell, but it raised (the grader runs it too)"
+
+
+def report_cells_for_validate_button(notebook: NotebookNode | None = None, cell: NotebookNode | None = None,
+                                     cell_index: int | None = None, **_: object) -> None:
+    """nbclient hook (``on_cell_start`` and ``on_cell_error``): the Validate dialog judges cells as
+    the grader does.
 
     With ``Validator.validate_all`` nbgrader's dialog also lists code cells outside
     the tests that raised (the grader runs them too, and what depends on them
     fails), but it would also list every cell that merely wrote to stderr
     (TensorFlow's log lines, warnings). The grader's policy is that only raising
-    fails a cell: here stderr of a cell that did not raise becomes ordinary
-    output, and a raising cell outside the tests is named by grade_id (or number
-    and first line) and marked as such. Only while nbgrader validates.
+    fails a cell: stderr of a cell that did not raise becomes ordinary output, and
+    a raising cell outside the tests is named by grade_id (or number and first
+    line) and marked as such. nbclient calls ``on_cell_error`` once a cell's outputs
+    are complete and ``on_cell_start`` before each cell (then every earlier cell is
+    complete); ``notebook=`` judges a whole executed notebook. Only while nbgrader
+    validates.
     """
-    if os.environ.get(GRADING_VARIABLE) != "validate" or notebook is None:
+    if os.environ.get(GRADING_VARIABLE) != "validate":
         return
-    for index, cell in enumerate(notebook.cells):
-        if cell.cell_type != "code":
-            continue
-        if raised(cell) is None:
-            for out in cell.get("outputs", []):
-                if out.get("output_type") == "stream" and out.get("name") == "stderr":
-                    out["name"] = "stdout"
-        elif _outside_the_tests(cell):
-            cell.source = f"{cell_name(cell, index)}: not a test cell, but it raised (the grader runs it too)"
+    if notebook is not None:
+        for index, each in enumerate(notebook.cells):
+            _judge_like_the_grader(each, index)
+    elif cell is not None and cell_index is not None:
+        if _VALIDATING and cell_index < len(_VALIDATING[0].cells) and _VALIDATING[0].cells[cell_index] is cell:
+            for index, each in enumerate(_VALIDATING[0].cells[:cell_index]):
+                _judge_like_the_grader(each, index)
+        if raised(cell) is not None:
+            _judge_like_the_grader(cell, cell_index)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -22,4 +22,5 @@ c.Execute.startup_timeout = 120
 c.Validator.validate_all = True
 c.Execute.on_notebook_start = name_cells_for_validate_button
 c.Execute.on_cell_complete = name_cells_for_validate_button
-c.Execute.on_notebook_complete = report_cells_for_validate_button
+c.Execute.on_cell_start = report_cells_for_validate_button
+c.Execute.on_cell_error = report_cells_for_validate_button
