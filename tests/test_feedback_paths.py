@@ -131,6 +131,7 @@ def test_feedback_of_a_grading_run_names_no_machine_folder(tmp_path):
     assert "numpy/__init__.py" in shown, shown  # the output is there, made relative
     strings = [*machine_strings(), str(course.root)]
     for path in files:
-        text = _text_of(path)
+        # what HideMachinePaths wrote (<tmp>/work/data) is symbolic: not a folder of this machine
+        text = re.sub(r"<(?:tmp|course|python)>(?:/[^\s'\"<]*)?", "", _text_of(path))
         hits = [m.group(0) for m in ABSOLUTE_PATH.finditer(text)] + [s for s in strings if s in text]
         assert not hits, f"{path.relative_to(course.root)} names the grading machine: {sorted(set(hits))}"
