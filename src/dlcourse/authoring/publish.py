@@ -29,7 +29,7 @@ import nbformat
 from dlcourse.errors import CourseError
 from dlcourse.runner.archives import zip_bytes
 from dlcourse.runner.course import Course
-from dlcourse.runner.nbgrader_plugins import is_handin, is_hidden
+from dlcourse.runner.nbgrader_plugins import CATALOGUE_FILE, is_handin, is_hidden
 from dlcourse.runner.notebooks import nbgrader_meta, read_notebook
 
 #: The student side of dlcourse besides the practicals' spec modules: every module the
@@ -71,12 +71,16 @@ STUDENT_CORE: tuple[str, ...] = (
 )
 
 
-def student_side() -> tuple[str, ...]:
-    """Every module that ships: the core and each practical's spec module (its hidden cells
-    import it), found rather than listed."""
+def student_side(course: Course) -> tuple[str, ...]:
+    """Every module that ships: the core, and each practical's spec module that a published
+    notebook imports (a visible test that calls its checks), found rather than listed."""
     from dlcourse.grading.practicals import spec_modules
 
-    return tuple(dict.fromkeys([*STUDENT_CORE, *spec_modules()]))
+    src = course.root / "src"
+    imported: set[str] = set()
+    for nb in published_notebooks(course):
+        imported |= notebook_imports(nb, src)
+    return tuple(dict.fromkeys([*STUDENT_CORE, *(m for m in spec_modules() if m in imported)]))
 
 
 #: Student-side modules no notebook imports: what students run besides the notebooks
@@ -173,7 +177,7 @@ def published_notebooks(course: Course) -> list[Path]:
 
 def check_student_side(course: Course, src: Path) -> None:
     """Raise when a notebook needs, or a student module imports, a module that does not ship."""
-    allowed = set(student_side())
+    allowed = set(student_side(course))
     for nb in published_notebooks(course):
         missing = sorted(notebook_imports(nb, src) - allowed)
         if missing:
@@ -264,10 +268,14 @@ class Secrets:
                                   if normalise(ln) not in inside)
         for line in public:  # released text is not secret, wherever else it appears
             secrets.lines.pop(line, None)
+        # A mutant catalogue repeats the released signatures and the student side's code around
+        # its mistakes and alternative solutions: only its other lines are secret.
+        shipped = public | _student_code_lines(course)
         for path in sorted(p for p in course.solutions.rglob("*") if p.is_file()):
             if path.suffix == ".ipynb" and path.stem == path.parent.name:
                 continue  # the source notebooks: their secret text is collected above
-            secrets.add_file(path.relative_to(course.root).as_posix(), path.read_bytes())
+            secrets.add_file(path.relative_to(course.root).as_posix(), path.read_bytes(),
+                             public=shipped if path.name == CATALOGUE_FILE else frozenset())
         return secrets
 
     def add_line(self, line: str, where: str) -> None:
@@ -275,7 +283,8 @@ class Secrets:
         if not is_trivial(text):
             self.lines.setdefault(text, where)
 
-    def add_file(self, name: str, data: bytes) -> None:
+    def add_file(self, name: str, data: bytes, public: set[str] | frozenset[str] = frozenset()) -> None:
+        """The file's bytes, zip members and arrays; for a text file, each line not in ``public``."""
         self.files.setdefault(hashlib.sha256(data).hexdigest(), name)
         if zipfile.is_zipfile(io.BytesIO(data)):
             with zipfile.ZipFile(io.BytesIO(data)) as zf:
@@ -300,7 +309,19 @@ class Secrets:
             except UnicodeDecodeError:
                 return
             for line in text.splitlines():
-                self.add_line(line, f"hidden file {name}")
+                if normalise(line) not in public:
+                    self.add_line(line, f"hidden file {name}")
+
+
+def _student_code_lines(course: Course) -> set[str]:
+    """Every line of the student side of ``dlcourse`` as the course holds it (it ships)."""
+    src = course.root / "src"
+    lines: set[str] = set()
+    for module in student_side(course):
+        path = module_file(src, module)
+        if path is not None:
+            lines.update(normalise(line) for line in path.read_text(encoding="utf-8").splitlines())
+    return lines
 
 
 def _text_of(path: Path, data: bytes) -> list[str] | None:
@@ -486,7 +507,7 @@ def edition_files(course: Course) -> dict[str, bytes]:
     for path in sorted((course.root / "data").iterdir()):
         if path.is_file() and not is_hidden(path.name):
             files[f"data/{path.name}"] = path.read_bytes()
-    for module in student_side():
+    for module in student_side(course):
         path = module_file(src, module)
         assert path is not None  # check_student_side read every module
         files[path.relative_to(course.root).as_posix()] = path.read_bytes()
