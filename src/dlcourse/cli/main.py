@@ -308,6 +308,20 @@ def cmd_gpu_check(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+def cmd_new(args: argparse.Namespace) -> int:
+    from dlcourse.authoring.scaffold import HANDIN_STEPS, new_practical
+    from dlcourse.runner.course import Course
+
+    course = Course.find()
+    for path in new_practical(course, args.assignment):
+        print(f"wrote {path}")
+    print(f"{args.assignment}: released with its references and example submissions; edit "
+          f"solutions/{args.assignment}/{args.assignment}.ipynb and its spec module, then run "
+          "'course release' and 'course check'.")
+    print(HANDIN_STEPS)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="course", description="Release, grade and check the course's assignments.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -355,6 +369,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--check", action="store_true", help="fail if the edition at DEST is out of date or leaks; "
                                                          "change nothing")
     p.set_defaults(func=cmd_publish)
+
+    p = sub.add_parser("new", help="scaffold a practical that releases, grades and passes the gates at once")
+    p.add_argument("assignment", help="the new practical's id (its folder solutions/ID/)")
+    p.set_defaults(func=cmd_new)
 
     p = sub.add_parser("references", help="regenerate the hidden reference outputs from the solutions")
     p.add_argument("assignment", nargs="?", help="one assignment (default: all that have references)")

@@ -3,7 +3,8 @@
 One idea per module: ``policy`` (numbers: float32, TF32 off, tolerance),
 ``references`` (stored reference cases), ``weights`` (reference weights into
 the student's layers by name), ``compare`` (a verdict with a message that says
-what is wrong) and one module of diagnostics per assignment.
+what is wrong), ``spec`` (how a graded function or hand-in is checked) and one spec
+module per practical, which declares ``ASSIGNMENT`` and is found by ``practicals``.
 """
 
 from dlcourse.grading.compare import GradingFailure, assert_matches

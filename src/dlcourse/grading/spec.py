@@ -13,6 +13,11 @@ drift apart, and both give the same message.
 A :class:`HandinContract` does the same for a handed-in model: file, reserved
 split, metric and threshold are written once, and the notebook's hidden cell,
 its prose and the repeat read them from here.
+
+An :class:`AssignmentSpec` declares one practical: its graded functions, its
+reference file and how the solution makes it, its hand-in. It tells each spec
+where it lives (the hidden cell's import), and the course finds it
+(:mod:`dlcourse.grading.practicals`).
 """
 
 from __future__ import annotations
