@@ -236,7 +236,18 @@ class FunctionSpec:
     def check(self, function: Callable, cases: dict[str, Case] | str | Path | None = None) -> None:
         """The hidden test: every case, in order; raises naming each distinct failure
         (:func:`combine_failures`), so that two mistakes in one function are both named."""
-        failures = [message for case in self.cases(cases) if (message := self.judge(case, self.run(function, case)))]
+        failures: list[str] = []
+        for case in self.cases(cases):
+            try:
+                message = self.judge(case, self.run(function, case))
+            except GradingFailure as failure:  # e.g. a layer the weights cannot be loaded into
+                message = str(failure)
+            except Exception as exc:  # the student's code raised: its traceback, unless a case failed before
+                if not failures:
+                    raise
+                message = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
+            if message:
+                failures.append(message)
         if failures:
             raise GradingFailure(combine_failures(failures))
 
