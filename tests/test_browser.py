@@ -46,7 +46,7 @@ EXCHANGE_ERRORS = ("Error fetching courses", "exchange directory does not exist"
 pytestmark = pytest.mark.slow
 
 webdriver = pytest.importorskip("selenium.webdriver")
-from selenium.common.exceptions import TimeoutException  # noqa: E402
+from selenium.common.exceptions import StaleElementReferenceException, TimeoutException  # noqa: E402
 from selenium.webdriver.common.action_chains import ActionChains  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.common.keys import Keys  # noqa: E402
@@ -165,7 +165,10 @@ class Browser:
 
     def wait(self, condition: Callable[[Any], Any], timeout: float, what: str) -> Any:
         try:
-            return WebDriverWait(self.driver, timeout, poll_frequency=0.25).until(condition)
+            # JupyterLab re-renders cells (a reload, a re-run): an element read a moment ago may be
+            # gone; the condition is then asked again, not failed.
+            return WebDriverWait(self.driver, timeout, poll_frequency=0.25,
+                                 ignored_exceptions=(StaleElementReferenceException,)).until(condition)
         except TimeoutException:
             self.shot(f"timeout-{what.replace(' ', '-')[:40]}")
             raise AssertionError(f"waited {timeout:g} s for {what}") from None
