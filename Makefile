@@ -55,9 +55,7 @@ test: $(STAMP) confinement
 	$(BIN)/ruff check src tests benchmarks lectures nbgrader_config.py solutions
 	# One run for the suite and the lectures' nbval, so that every worker stays busy to the end
 	# (worksteal: a worker left idle takes tests queued for another); the slowest tests listed.
-	# Three workers on two cores: much of the suite waits (kernels starting, servers, timed
-	# attacks), so a third worker fills the cores the first two leave idle.
-	$(BIN)/python -m pytest -n 3 --dist worksteal --durations 15 --nbval-lax --nbval-current-env \
+	$(BIN)/python -m pytest -n 2 --dist worksteal --durations 15 --nbval-lax --nbval-current-env \
 	  tests $(wildcard lectures/*.ipynb)
 
 lint: $(STAMP)
